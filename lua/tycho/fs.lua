@@ -1,0 +1,307 @@
+--- tycho.fs: files through libuv's thread pool. Every function yields the
+--- calling task and never blocks the loop. Expected failures return
+--- `nil, message, code` (like `io.open`); bad arguments raise.
+local core = require "tycho.core"
+local uv = require "luv"
+local check = require "tycho.check"
+
+local token, park, wake = core.token, core.park, core.wake
+local pack, unpack = table.pack, table.unpack
+
+local M = {}
+
+local function fail(err)
+  local code = tostring(err):match("^(%u[%u%d_]*):") or "EIO"
+  return nil, err, code
+end
+
+-- Calls luv function f(..., callback) and parks until the callback.
+-- `cleanup(result)` runs when the task is gone before the result arrives
+-- (cancelled), so an fd opened for nobody is closed again.
+local function await(cleanup, f, ...)
+  local co, tok = token()
+  local args = pack(...)
+  args.n = args.n + 1
+  args[args.n] = function(err, a, b)
+    if not wake(co, tok, err, a, b) and not err and cleanup then cleanup(a) end
+  end
+  local req, err = f(unpack(args, 1, args.n))
+  if not req then return err end
+  return park()
+end
+
+local function close_fd(fd) uv.fs_close(fd, function() end) end
+
+local OPEN_FLAGS = {
+  r = "r", ["r+"] = "r+", w = "w", ["w+"] = "w+", a = "a", ["a+"] = "a+",
+  wx = "wx", ["wx+"] = "wx+", ax = "ax", ["ax+"] = "ax+",
+}
+
+-- ---------------------------------------------------------------------
+-- Whole files
+
+---Reads a whole file. Yields.
+---@param path string
+---@return string? data, string? err, string? code
+function M.read_file(path)
+  check.arg(1, "read_file", path, "string")
+  local err, fd = await(close_fd, uv.fs_open, path, "r", 0)
+  if err then return fail(err) end
+  local parts, offset = {}, 0
+  while true do
+    local rerr, chunk = await(nil, uv.fs_read, fd, 65536, offset)
+    if rerr then
+      await(nil, uv.fs_close, fd)
+      return fail(rerr)
+    end
+    if chunk == "" then break end
+    parts[#parts + 1] = chunk
+    offset = offset + #chunk
+  end
+  await(nil, uv.fs_close, fd)
+  return table.concat(parts)
+end
+
+local function write_all(fd, data)
+  local offset = 0
+  while offset < #data do
+    local err, n = await(nil, uv.fs_write, fd, offset == 0 and data or data:sub(offset + 1), offset)
+    if err then return err end
+    offset = offset + n
+  end
+end
+
+---Writes `data` to `path`, replacing it. With `{atomic = true}` the data goes
+---to a temporary file in the same directory that is renamed over `path`, so
+---readers see the old or the new content, never a mix. Yields.
+---@param path string
+---@param data string
+---@param opts? {atomic?: boolean, mode?: integer, append?: boolean}
+---@return boolean? ok, string? err, string? code
+function M.write_file(path, data, opts)
+  check.arg(1, "write_file", path, "string")
+  check.arg(2, "write_file", data, "string")
+  check.opt(3, "write_file", opts, "table")
+  opts = opts or {}
+  local mode = opts.mode or tonumber("644", 8)
+  local target = path
+  if opts.atomic then
+    target = ("%s.tmp-%d-%d"):format(path, uv.os_getpid(), uv.hrtime())
+  end
+  local err, fd = await(close_fd, uv.fs_open, target, opts.append and "a" or "w", mode)
+  if err then return fail(err) end
+  local werr = write_all(fd, data)
+  if not werr and opts.atomic then werr = await(nil, uv.fs_fsync, fd) end
+  await(nil, uv.fs_close, fd)
+  if not werr and opts.atomic then werr = await(nil, uv.fs_rename, target, path) end
+  if werr then
+    if opts.atomic then await(nil, uv.fs_unlink, target) end
+    return fail(werr)
+  end
+  return true
+end
+
+-- ---------------------------------------------------------------------
+-- Metadata and directories
+
+---File metadata: `{type=, size=, mode=, mtime={sec=,nsec=}, ...}` as libuv
+---gives it. Yields.
+---@param path string
+---@return table? stat, string? err, string? code
+function M.stat(path)
+  check.arg(1, "stat", path, "string")
+  local err, st = await(nil, uv.fs_stat, path)
+  if err then return fail(err) end
+  return st
+end
+
+---Like stat, but does not follow a final symbolic link. Yields.
+---@param path string
+function M.lstat(path)
+  check.arg(1, "lstat", path, "string")
+  local err, st = await(nil, uv.fs_lstat, path)
+  if err then return fail(err) end
+  return st
+end
+
+---Lists a directory, sorted by name: names, or with `{types = true}` tables
+---`{name=, type=}`. Yields.
+---@param path string
+---@param opts? {types?: boolean}
+---@return table? entries, string? err, string? code
+function M.readdir(path, opts)
+  check.arg(1, "readdir", path, "string")
+  check.opt(2, "readdir", opts, "table")
+  local err, req = await(nil, uv.fs_scandir, path)
+  if err then return fail(err) end
+  local out = {}
+  while true do
+    local name, kind = uv.fs_scandir_next(req)
+    if not name then break end
+    out[#out + 1] = (opts and opts.types) and { name = name, type = kind } or name
+  end
+  if opts and opts.types then
+    table.sort(out, function(a, b) return a.name < b.name end)
+  else
+    table.sort(out)
+  end
+  return out
+end
+
+---Creates a directory; with `{recursive = true}` also its parents, and an
+---existing directory is not an error. Yields.
+---@param path string
+---@param opts? {recursive?: boolean, mode?: integer}
+---@return boolean? ok, string? err, string? code
+function M.mkdir(path, opts)
+  check.arg(1, "mkdir", path, "string")
+  check.opt(2, "mkdir", opts, "table")
+  opts = opts or {}
+  local mode = opts.mode or tonumber("755", 8)
+  if not opts.recursive then
+    local err = await(nil, uv.fs_mkdir, path, mode)
+    if err then return fail(err) end
+    return true
+  end
+  local prefix = path:sub(1, 1) == "/" and "/" or ""
+  for part in path:gmatch("[^/]+") do
+    prefix = prefix .. part
+    local err = await(nil, uv.fs_mkdir, prefix, mode)
+    if err and not err:match("^EEXIST") then return fail(err) end
+    if err then
+      local st = M.stat(prefix)
+      if not st or st.type ~= "directory" then return fail(err) end
+    end
+    prefix = prefix .. "/"
+  end
+  return true
+end
+
+local function simple(name, f, nargs)
+  return function(...)
+    for i = 1, nargs do check.arg(i, name, (select(i, ...)), "string", 2) end
+    local err = await(nil, f, ...)
+    if err then return fail(err) end
+    return true
+  end
+end
+
+---Removes a file. Yields. Returns true, or nil, message, code.
+M.unlink = simple("unlink", uv.fs_unlink, 1)
+---Removes an empty directory. Yields.
+M.rmdir = simple("rmdir", uv.fs_rmdir, 1)
+---Renames `from` to `to`, replacing `to`. Yields.
+M.rename = simple("rename", uv.fs_rename, 2)
+
+-- ---------------------------------------------------------------------
+-- Open files
+
+local File = {}
+File.__index = File
+
+local function live(self, fname)
+  if not self.fd then error(("bad argument #1 to '%s' (file is closed)"):format(fname), 3) end
+  return self.fd
+end
+
+---Reads up to `n` bytes (default: the rest of the file) from the current
+---position. Returns nil at end of file. Yields.
+---@param n? integer
+---@return string? data, string? err, string? code
+function File:read(n)
+  local fd = live(self, "read")
+  check.opt(1, "read", n, "number")
+  if n == nil then
+    local parts = {}
+    while true do
+      local chunk, err, code = self:read(65536)
+      if err then return nil, err, code end
+      if not chunk then break end
+      parts[#parts + 1] = chunk
+    end
+    if #parts == 0 then return nil end
+    return table.concat(parts)
+  end
+  local err, chunk = await(nil, uv.fs_read, fd, n, self.pos)
+  if err then return fail(err) end
+  if chunk == "" then return nil end
+  self.pos = self.pos + #chunk
+  return chunk
+end
+
+---Writes `data` at the current position (at the end in append mode).
+---Returns the file. Yields.
+---@param data string
+function File:write(data)
+  local fd = live(self, "write")
+  check.arg(1, "write", data, "string")
+  local offset = self.append and -1 or self.pos
+  local done = 0
+  while done < #data do
+    local err, n = await(nil, uv.fs_write, fd, done == 0 and data or data:sub(done + 1),
+      offset < 0 and -1 or offset + done)
+    if err then return fail(err) end
+    done = done + n
+  end
+  if not self.append then self.pos = self.pos + done end
+  return self
+end
+
+---Moves the position like `io` files: `seek([whence [, offset]])` with
+---whence "set", "cur" (default) or "end". Returns the new position. Yields
+---for "end".
+---@param whence? "set"|"cur"|"end"
+---@param offset? integer
+function File:seek(whence, offset)
+  live(self, "seek")
+  whence = whence or "cur"
+  offset = offset or 0
+  check.arg(2, "seek", offset, "number")
+  if whence == "set" then
+    self.pos = offset
+  elseif whence == "cur" then
+    self.pos = self.pos + offset
+  elseif whence == "end" then
+    local err, st = await(nil, uv.fs_fstat, self.fd)
+    if err then return fail(err) end
+    self.pos = st.size + offset
+  else
+    error("bad argument #1 to 'seek' (invalid option '" .. tostring(whence) .. "')", 2)
+  end
+  if self.pos < 0 then self.pos = 0 end
+  return self.pos
+end
+
+---Closes the file. Idempotent. Yields.
+function File:close()
+  local fd = self.fd
+  if not fd then return true end
+  self.fd = nil
+  local err = await(nil, uv.fs_close, fd)
+  if err then return fail(err) end
+  return true
+end
+
+function File:__close() if self.fd then self:close() end end
+function File:__gc() if self.fd then uv.fs_close(self.fd) end end
+function File:__tostring() return self.fd and ("file (%d)"):format(self.fd) or "file (closed)" end
+
+---Opens a file with an `io.open` mode ("r", "w", "a", "r+", "w+", "a+", and
+---"x" forms that fail if the file exists). Yields.
+---@param path string
+---@param mode? string
+---@return table? file, string? err, string? code
+function M.open(path, mode)
+  check.arg(1, "open", path, "string")
+  check.opt(2, "open", mode, "string")
+  mode = (mode or "r"):gsub("b", "")
+  local flags = OPEN_FLAGS[mode] or OPEN_FLAGS[mode:gsub("x", "") .. "x"]
+  if not flags then
+    error("bad argument #2 to 'open' (invalid mode '" .. mode .. "')", 2)
+  end
+  local err, fd = await(close_fd, uv.fs_open, path, flags, tonumber("644", 8))
+  if err then return fail(err) end
+  return setmetatable({ fd = fd, pos = 0, append = mode:sub(1, 1) == "a", path = path }, File)
+end
+
+return M
