@@ -52,10 +52,10 @@ function M.now()
   return uv.now()
 end
 
----A monotonic clock in nanoseconds.
+---A monotonic clock in nanoseconds (an integer).
 ---@return integer
 function M.hrtime()
-  return uv.hrtime()
+  return core.hrtime()
 end
 
 local Timer = {}
@@ -87,6 +87,7 @@ local function new_timer(name, ms, fn, repeating)
   local handle = uv.new_timer()
   local timer = setmetatable({ handle = handle }, Timer)
   local interval = repeating and math.max(1, math.ceil(ms)) or 0
+  uv.update_time() -- as in sleep: count from now, not from the turn's start
   handle:start(math.ceil(ms), interval, function()
     if not repeating then handle:close() end
     core.spawn(fn, timer)

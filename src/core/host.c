@@ -152,6 +152,13 @@ static int l_versions(lua_State *L) {
   return 1;
 }
 
+/* luv's hrtime is a float; an integer keeps every nanosecond however long
+ * the machine has been up. */
+static int l_hrtime(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)uv_hrtime());
+  return 1;
+}
+
 static int l_exit(lua_State *L) {
   ty_host_exit((int)luaL_checkinteger(L, 1));
   return 0;
@@ -165,6 +172,7 @@ static int l_exit_code(lua_State *L) {
 int ty_core_open(lua_State *L) {
   static const luaL_Reg funcs[] = {{"versions", l_versions},
                                    {"exit", l_exit},
+                                   {"hrtime", l_hrtime},
                                    {"exit_code", l_exit_code},
                                    {"set_signal_hook", l_set_signal_hook},
                                    {NULL, NULL}};
