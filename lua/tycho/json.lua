@@ -22,18 +22,39 @@ M.empty_array = EMPTY
 local encode, decode = codec.encode, codec.decode
 local find, gsub = string.find, string.gsub
 
----Encodes a Lua value as JSON text. Raises on values JSON cannot hold.
+---Encodes a Lua value as JSON text. Raises on values JSON cannot hold
+---(functions, NaN, inf, nesting deeper than 1000), at the caller's line.
 ---@param value any
 ---@return string
 function M.encode(value)
-  local text = encode(value)
+  local ok, text = pcall(encode, value)
+  if not ok then error((tostring(text):gsub("^.-:%d+: ", "")), 2) end
   if find(text, EMPTY_QUOTED, 1, true) then
     text = gsub(text, '"\xff\xfe%[%]\xff"', "[]")
   end
   return text
 end
 
----Decodes JSON text. Returns `nil, message` for invalid JSON.
+-- cjson 2.1.0 decodes every number as a float; JSON has one number type,
+-- and `{"id": 3}` should give 3, not 3.0. Integral values that fit become
+-- integers (as `math.tointeger` decides), in place.
+local tointeger = math.tointeger
+
+local function integers(t)
+  for k, v in next, t do
+    local kind = type(v)
+    if kind == "number" then
+      local i = tointeger(v)
+      if i then t[k] = i end
+    elseif kind == "table" then
+      integers(v)
+    end
+  end
+  return t
+end
+
+---Decodes JSON text. Returns `nil, message` for invalid JSON. Integral
+---numbers decode as Lua integers, others as floats.
 ---@param text string
 ---@return any value, string? err
 function M.decode(text)
@@ -41,8 +62,11 @@ function M.decode(text)
     error(("bad argument #1 to 'decode' (string expected, got %s)"):format(type(text)), 2)
   end
   local ok, value = pcall(decode, text)
-  if ok then return value end
-  return nil, (tostring(value):gsub("^.-:%d+: ", ""))
+  if not ok then return nil, (tostring(value):gsub("^.-:%d+: ", "")) end
+  local kind = type(value)
+  if kind == "table" then return integers(value) end
+  if kind == "number" then return tointeger(value) or value end
+  return value
 end
 
 return M
