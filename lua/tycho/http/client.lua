@@ -1,0 +1,455 @@
+--- tycho.http.client: an HTTP/1.1 client over tycho.net, with responses
+--- parsed by llhttp in C (src/http/client_parser.c). Keep-alive connections
+--- are pooled per host:port; chunked and read-until-close bodies, opt-in
+--- bounded redirects, streaming bodies and connect/total timeouts.
+--- Only http:// URLs: TLS is not part of Tycho yet.
+local uv = require "luv"
+local check = require "tycho.check"
+local net = require "tycho.net"
+local response_parser = require "tycho.http.response_parser"
+
+local M = {}
+
+M.USER_AGENT = "tycho/" .. require("tycho.core").versions().tycho
+M.TIMEOUT = 30            -- seconds for a whole request, by default
+M.CONNECT_TIMEOUT = 10    -- seconds to connect, by default
+M.MAX_BODY = 64 * 1024 * 1024 -- buffered response bodies beyond this fail
+M.MAX_REDIRECTS = 5       -- when follow_redirects is true
+M.MAX_IDLE_PER_HOST = 16  -- pooled idle connections per host:port
+M.IDLE_TIMEOUT = 30       -- seconds an idle pooled connection is kept
+
+local READ_SIZE = 64 * 1024
+
+local function err3(code, fmt, ...)
+  return nil, code .. ": " .. fmt:format(...), code
+end
+
+-- ---------------------------------------------------------------------
+-- URLs
+
+---Splits an http:// URL into {host=, port=, target=, authority=}, or
+---returns nil, message, code.
+---@param url string
+function M.parse_url(url)
+  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+  if not scheme then return err3("EINVAL", "invalid URL '%s' (expected http://host[:port]/path)", url) end
+  scheme = scheme:lower()
+  if scheme == "https" then
+    return err3("ENOTSUP", "https:// is not supported: tycho.http speaks plain http:// only (%s)", url)
+  elseif scheme ~= "http" then
+    return err3("ENOTSUP", "unsupported URL scheme '%s' (only http:// is supported)", scheme)
+  end
+  local authority, target = rest:match("^([^/?#]*)(.*)$")
+  authority = authority:gsub("^.*@", "") -- credentials in URLs are not sent
+  target = target:gsub("#.*$", "")
+  if target == "" then target = "/" end
+  if target:sub(1, 1) == "?" then target = "/" .. target end
+  local host, port = authority:match("^%[([%x:.]+)%]:?(%d*)$")
+  if not host then host, port = authority:match("^([^:]+):?(%d*)$") end
+  if not host or host == "" then return err3("EINVAL", "invalid URL '%s' (no host)", url) end
+  port = tonumber(port) or 80
+  if port < 1 or port > 65535 then return err3("EINVAL", "invalid URL '%s' (bad port)", url) end
+  return { host = host, port = port, target = target, authority = authority }
+end
+
+-- Resolves a Location header against the URL it came from.
+local function resolve_location(base, location)
+  if location:match("^%a[%w+.-]*://") then return location end
+  local origin = "http://" .. base.authority
+  if location:sub(1, 2) == "//" then return "http:" .. location end
+  if location:sub(1, 1) == "/" then return origin .. location end
+  local dir = base.target:gsub("[?#].*$", ""):match("^(.*/)") or "/"
+  return origin .. dir .. location
+end
+
+-- ---------------------------------------------------------------------
+-- The connection pool: idle keep-alive connections per host:port
+
+local pool = {} -- key -> list of {conn=, parser=, since=}
+
+M.stats = { connections = 0, reused = 0 } -- counters for tests and metrics
+
+local function checkout(key)
+  local list = pool[key]
+  if not list then return nil end
+  local now = uv.hrtime()
+  while #list > 0 do
+    local entry = table.remove(list)
+    if (now - entry.since) / 1e9 < M.IDLE_TIMEOUT and not entry.conn:is_closed() then
+      if #list == 0 then pool[key] = nil end
+      M.stats.reused = M.stats.reused + 1
+      entry.conn._s.h:ref()
+      return entry
+    end
+    entry.conn:close()
+  end
+  pool[key] = nil
+end
+
+local function checkin(key, entry)
+  local list = pool[key] or {}
+  pool[key] = list
+  if #list >= M.MAX_IDLE_PER_HOST then
+    entry.conn:close()
+    return
+  end
+  entry.since = uv.hrtime()
+  entry.conn._s.h:unref() -- an idle pooled connection does not keep the process alive
+  list[#list + 1] = entry
+end
+
+---Closes every idle pooled connection.
+function M.close_idle()
+  for key, list in pairs(pool) do
+    for _, entry in ipairs(list) do entry.conn:close() end
+    pool[key] = nil
+  end
+end
+
+---How many idle connections the pool holds (for one `host:port`, or all).
+---@param key? string
+function M.idle_count(key)
+  local n = 0
+  for k, list in pairs(pool) do
+    if key == nil or k == key then n = n + #list end
+  end
+  return n
+end
+
+-- ---------------------------------------------------------------------
+-- Requests
+
+local function check_token(n, fname, s, what)
+  if s:find("[%c ]") or s == "" then
+    error(("bad argument #%d to '%s' (invalid %s '%s')"):format(n, fname, what, s), 4)
+  end
+end
+
+local function check_value(n, fname, name, v)
+  if v:find("[\r\n%z]") then
+    error(("bad argument #%d to '%s' (header '%s' contains CR, LF or NUL)"):format(n, fname, name), 4)
+  end
+end
+
+-- Builds the request head; user headers override the defaults.
+local function build_head(method, u, headers, body)
+  local lines = { ("%s %s HTTP/1.1\r\n"):format(method, u.target) }
+  local given = {}
+  for name, value in pairs(headers) do
+    given[name:lower()] = true
+    local values = type(value) == "table" and value or { value }
+    for _, v in ipairs(values) do
+      lines[#lines + 1] = ("%s: %s\r\n"):format(name, v)
+    end
+  end
+  local function default(name, value)
+    if not given[name:lower()] then lines[#lines + 1] = ("%s: %s\r\n"):format(name, value) end
+  end
+  default("Host", u.authority)
+  default("User-Agent", M.USER_AGENT)
+  if body or method == "POST" or method == "PUT" or method == "PATCH" then
+    default("Content-Length", tostring(body and #body or 0))
+  end
+  lines[#lines + 1] = "\r\n"
+  return table.concat(lines)
+end
+
+local function headers_map(raw)
+  local map = {}
+  for i = 1, #raw, 2 do
+    local name, value = raw[i]:lower(), raw[i + 1]
+    map[name] = map[name] and (map[name] .. ", " .. value) or value
+  end
+  return map
+end
+
+local function seconds_left(deadline)
+  return math.max(0, (deadline - uv.hrtime()) / 1e9)
+end
+
+-- Reads once from the connection (or takes bytes left over from the last
+-- read) and feeds the parser. Returns nil, or an error triple. At EOF the
+-- parser is finished (a read-until-close body ends there) and got_eof set.
+local function step(entry, deadline)
+  local conn, p = entry.conn, entry.parser
+  local data, err, code
+  if entry.extra then
+    data, entry.extra = entry.extra, nil
+  else
+    conn:set_timeout(seconds_left(deadline))
+    data, err, code = conn:read(READ_SIZE)
+  end
+  if err then
+    if code == "ETIMEDOUT" then return err3("ETIMEDOUT", "request timed out") end
+    return nil, err, code
+  end
+  if not data then
+    entry.got_eof = true
+    local ok, perr, pcode = p:finish()
+    if ok == nil then return nil, perr, pcode end
+    if not ok then
+      return err3("ECONNRESET", "connection closed before the response was complete")
+    end
+    return nil
+  end
+  entry.received = true
+  local n, perr, pcode = p:execute(data)
+  if not n then return nil, perr, pcode end
+  if n < #data then entry.extra = data:sub(n + 1) end
+end
+
+-- Steps until the response head is parsed, skipping 1xx interim responses.
+local function read_head(entry, deadline, head_only)
+  local p = entry.parser
+  while true do
+    if p:headers_done() then
+      local status = p:status()
+      if status >= 200 or status == 101 then return nil end
+      p:reset(head_only) -- "100 Continue" and friends: the real one follows
+    end
+    if entry.got_eof then
+      return err3("ECONNRESET", "connection closed before the response")
+    end
+    local _, err, code = step(entry, deadline)
+    if err then return nil, err, code end
+  end
+end
+
+-- The connection may carry another request: pool it, else close it.
+local function release(key, entry)
+  local p = entry.parser
+  if p:done() and p:keep_alive() and not entry.got_eof and not entry.extra
+    and not entry.conn:is_closed() then
+    checkin(key, entry)
+  else
+    entry.conn:close()
+  end
+end
+
+local function connect(u, deadline, opts)
+  local ctimeout = math.min(opts.connect_timeout or M.CONNECT_TIMEOUT, seconds_left(deadline))
+  local conn, err, code = net.connect(u.host, u.port, { timeout = ctimeout })
+  if not conn then return nil, err, code end
+  M.stats.connections = M.stats.connections + 1
+  return { conn = conn, parser = response_parser.new{ max_header_bytes = opts.max_header_bytes } }
+end
+
+local IDEMPOTENT = { GET = true, HEAD = true, OPTIONS = true, PUT = true, DELETE = true, TRACE = true }
+
+-- Sends one request and reads its head. Returns the pool entry and key, or
+-- nil and an error triple. A reused connection the server closed while
+-- idle is retried once on a fresh one when the method is idempotent.
+local function exchange(method, u, head, body, deadline, opts)
+  local key = u.host .. ":" .. u.port
+  for attempt = 1, 2 do
+    local entry = checkout(key)
+    local reused = entry ~= nil
+    if not entry then
+      local err, code
+      entry, err, code = connect(u, deadline, opts)
+      if not entry then return nil, err, code end
+    end
+    entry.received, entry.got_eof, entry.extra = false, false, nil
+    entry.parser:reset(method == "HEAD")
+    local conn = entry.conn
+    conn:set_timeout(seconds_left(deadline))
+    local _, ok, err, code
+    ok, err, code = conn:write(body and (head .. body) or head)
+    if ok then
+      _, err, code = read_head(entry, deadline, method == "HEAD")
+      ok = err == nil
+    end
+    if ok then return entry, key end
+    conn:close()
+    local stale = reused and not entry.received and code ~= "ETIMEDOUT"
+    if not (stale and IDEMPOTENT[method] and attempt == 1) then return nil, err, code end
+  end
+end
+
+-- ---------------------------------------------------------------------
+-- Responses
+
+local Response = {}
+Response.__index = Response
+
+---Reads the next piece of a streamed body; nil at the end, or nil,
+---message, code. Yields.
+function Response:read()
+  local st = self._st
+  if not st then return nil end
+  local entry, p = st.entry, st.entry.parser
+  while true do
+    local piece = p:body()
+    if piece ~= "" then return piece end
+    if p:done() or entry.got_eof then
+      self._st = nil
+      release(st.key, entry)
+      return nil
+    end
+    local _, err, code = step(entry, st.deadline)
+    if err then
+      self._st = nil
+      entry.conn:close()
+      return nil, err, code
+    end
+  end
+end
+
+---Iterates over the body's pieces: `for chunk in res:chunks() do ... end`.
+---Raises on a read error.
+function Response:chunks()
+  return function()
+    local piece, err = self:read()
+    if err then error(err, 2) end
+    return piece
+  end
+end
+
+---Reads the rest of a streamed body into one string. Yields.
+function Response:read_all()
+  local parts, n = {}, 0
+  while true do
+    local piece, err, code = self:read()
+    if err then return nil, err, code end
+    if not piece then break end
+    n = n + #piece
+    parts[#parts + 1] = piece
+  end
+  return table.concat(parts)
+end
+
+---Stops reading a streamed body; the connection is closed (not pooled)
+---unless the body was read to its end.
+function Response:close()
+  local st = self._st
+  if not st then return end
+  self._st = nil
+  st.entry.conn:close()
+end
+
+Response.__close = Response.close
+Response.__gc = Response.close
+
+-- ---------------------------------------------------------------------
+-- The request loop with redirects
+
+local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
+
+local function collect_body(entry, deadline, max_body)
+  local p, parts, size = entry.parser, {}, 0
+  while true do
+    local piece = p:body()
+    if piece ~= "" then
+      size = size + #piece
+      if size > max_body then
+        entry.conn:close()
+        return err3("ETOOLARGE", "response body larger than %d bytes", max_body)
+      end
+      parts[#parts + 1] = piece
+    end
+    if p:done() or entry.got_eof then break end
+    local _, err, code = step(entry, deadline)
+    if err then
+      entry.conn:close()
+      return nil, err, code
+    end
+  end
+  return table.concat(parts)
+end
+
+local function check_opts(opts)
+  check.arg(1, "request", opts, "table")
+  check.arg(1, "request", opts.url, "string")
+  check.opt(1, "request", opts.method, "string")
+  check.opt(1, "request", opts.headers, "table")
+  check.opt(1, "request", opts.body, "string")
+  check.opt(1, "request", opts.timeout, "number")
+  check.opt(1, "request", opts.connect_timeout, "number")
+  check.opt(1, "request", opts.follow_redirects, "boolean|number")
+  local method = (opts.method or "GET"):upper()
+  check_token(1, "request", method, "method")
+  for name, value in pairs(opts.headers or {}) do
+    check.arg(1, "request", name, "string", 3)
+    check_token(1, "request", name, "header name")
+    check.arg(1, "request", value, "string|number|table", 3)
+    if type(value) == "table" then
+      for _, v in ipairs(value) do check_value(1, "request", name, tostring(v)) end
+    else
+      check_value(1, "request", name, tostring(value))
+    end
+  end
+  return method
+end
+
+---Sends an HTTP request and awaits the response. Options: `url` (http://
+---only), `method` ("GET"), `headers` (name -> string or list), `body`
+---(string), `timeout` (seconds for everything, default 30),
+---`connect_timeout` (default 10), `follow_redirects` (true for up to 5, or
+---a number), `stream` (return before the body; read it with res:read()),
+---`max_body` (bytes). Returns `{status=, reason=, headers=, raw_headers=,
+---body=, url=}`, or nil, message, code. Yields.
+---@param opts table
+function M.request(opts)
+  local method = check_opts(opts)
+  local deadline = uv.hrtime() + (opts.timeout or M.TIMEOUT) * 1e9
+  local max_redirects = opts.follow_redirects == true and M.MAX_REDIRECTS
+    or tonumber(opts.follow_redirects) or 0
+  local url, body, headers = opts.url, opts.body, opts.headers or {}
+  for hop = 0, max_redirects do
+    local u, uerr, ucode = M.parse_url(url)
+    if not u then return nil, uerr, ucode end
+    local head = build_head(method, u, headers, body)
+    local entry, key_or_err, code = exchange(method, u, head, body, deadline, opts)
+    if not entry then return nil, key_or_err, code end
+    local key, p = key_or_err, entry.parser
+    local status, reason = p:status()
+    local raw = p:headers()
+    local res = { status = status, reason = reason, raw_headers = raw,
+                  headers = headers_map(raw), url = url, version = p:version() }
+    local location = res.headers.location
+    if REDIRECT[status] and location and hop < max_redirects then
+      local _, berr, bcode = collect_body(entry, deadline, M.MAX_BODY)
+      if berr then return nil, berr, bcode end
+      release(key, entry)
+      local next_url = resolve_location(u, location)
+      if status == 303 or ((status == 301 or status == 302) and method == "POST") then
+        method, body = method == "HEAD" and "HEAD" or "GET", nil
+      end
+      local nu = M.parse_url(next_url)
+      if nu and nu.authority ~= u.authority then
+        local kept = {}
+        for k, v in pairs(headers) do
+          if k:lower() ~= "authorization" and k:lower() ~= "cookie" then kept[k] = v end
+        end
+        headers = kept
+      end
+      url = next_url
+    elseif REDIRECT[status] and location and max_redirects > 0 then
+      entry.conn:close()
+      return err3("ETOOMANYREDIRECTS", "too many redirects (more than %d) at %s", max_redirects, url)
+    elseif opts.stream then
+      res._st = { entry = entry, key = key, deadline = deadline }
+      return setmetatable(res, Response)
+    else
+      local data, berr, bcode = collect_body(entry, deadline, opts.max_body or M.MAX_BODY)
+      if not data then return nil, berr, bcode end
+      release(key, entry)
+      res.body = data
+      return res
+    end
+  end
+end
+
+---GET `url`; `opts` as for request. Yields.
+---@param url string
+---@param opts? table
+function M.get(url, opts)
+  check.arg(1, "get", url, "string")
+  check.opt(2, "get", opts, "table")
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.url, o.method = url, "GET"
+  return M.request(o)
+end
+
+return M
