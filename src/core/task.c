@@ -44,6 +44,8 @@ struct ty_task {
   void *cancel_ud;
   ty_task_done_fn on_done;
   void *done_ud;
+  lua_KFunction uk; /* the continuation of a ty_task_park_k */
+  lua_KContext uctx;
   int result_ref; /* results table for join, or LUA_NOREF */
   int handles;    /* Lua handle boxes that point here */
   joiner *joiners;
@@ -346,6 +348,23 @@ static int park(lua_State *L, ty_task_cancel_fn fn, void *ud, lua_KFunction k,
 
 int ty_task_park(lua_State *L, ty_task_cancel_fn on_cancel, void *ud) {
   return park(L, on_cancel, ud, park_k, lua_gettop(L));
+}
+
+/* Checks cancellation, then hands over to the caller's continuation. The
+ * (k, ctx) pair waits in the task while it is parked. */
+static int user_park_k(lua_State *L, int status, lua_KContext ctx) {
+  ty_task *t = ty_task_current(L);
+  (void)ctx;
+  if (t && t->cancelled) return raise_cancelled(L);
+  return t->uk(L, status, t->uctx);
+}
+
+int ty_task_park_k(lua_State *L, ty_task_cancel_fn on_cancel, void *ud,
+                   lua_KFunction k, lua_KContext ctx) {
+  ty_task *t = need_task(L, "an async function");
+  t->uk = k;
+  t->uctx = ctx;
+  return park(L, on_cancel, ud, user_park_k, 0);
 }
 
 lua_State *ty_task_wakeable(ty_task *t, uint64_t tok) {

@@ -40,6 +40,11 @@ ty_task *ty_task_current(lua_State *L);
  * The wake's values become the C function's results. */
 uint64_t ty_task_prepare(lua_State *L);
 int ty_task_park(lua_State *L, ty_task_cancel_fn on_cancel, void *ud);
+/* Like ty_task_park, with the caller's own continuation k (lua_yieldk's):
+ * after the wake, k runs with the woken values on top of the stack. A
+ * cancelled task raises "cancelled" instead of running k. */
+int ty_task_park_k(lua_State *L, ty_task_cancel_fn on_cancel, void *ud,
+                   lua_KFunction k, lua_KContext ctx);
 
 /* Waking: returns the coroutine to push values onto, or NULL if the task is
  * no longer parked on tok (ended, cancelled, resumed elsewhere): then drop

@@ -1,0 +1,127 @@
+/* http.h: what the HTTP server's files share: the server, the connection,
+ * the in-flight request and the growable byte buffer they are built from.
+ * server.c owns listening and accepting, conn.c one connection's reads,
+ * parsing, dispatch and writes, message.c the Lua req/res objects and
+ * response framing.
+ */
+#ifndef TY_HTTP_H
+#define TY_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <lua.h>
+#include <uv.h>
+
+#include "core/host.h"
+#include "core/task.h"
+#include "llhttp.h"
+
+typedef struct {
+  char *p;
+  size_t len, cap;
+} ty_buf;
+
+int ty_buf_reserve(ty_buf *b, size_t extra);
+int ty_buf_add(ty_buf *b, const void *p, size_t n);
+void ty_buf_free(ty_buf *b);
+
+typedef struct {
+  size_t max_header_bytes, max_headers, max_body_bytes, max_connections;
+  uint64_t header_timeout_ms, keepalive_timeout_ms;
+} ty_http_limits;
+
+typedef struct ty_server ty_server;
+typedef struct ty_conn ty_conn;
+typedef struct ty_req ty_req;
+
+typedef struct {
+  uint32_t name, name_len, value, value_len; /* offsets into ty_req.head */
+} ty_span;
+
+/* Response progress. */
+enum { RES_NONE, RES_STREAMING, RES_DONE };
+
+struct ty_req {
+  uint64_t id;    /* unique; Lua boxes compare it to detect stale use */
+  ty_conn *conn;
+  ty_buf head;    /* url, then header names and values, back to back */
+  ty_span *hdrs;
+  size_t nhdrs, hdrs_cap;
+  uint32_t url_len;
+  size_t head_bytes;
+  int method;     /* llhttp_method_t */
+  int http_minor;
+  unsigned keep_alive : 1, headers_done : 1, body_done : 1, dispatched : 1,
+      expect_continue : 1, in_value : 1, wait_all : 1, head_only : 1;
+  ty_buf body;
+  size_t body_read;  /* how much of body a chunk reader has consumed */
+  ty_task *task;
+  uint64_t body_tok; /* task parked for body bytes, 0 when none */
+  uint64_t drain_tok; /* task parked for write back-pressure */
+  lua_Integer generation;
+  /* response */
+  int status;
+  int res_state;
+  unsigned chunked : 1, has_ctype : 1, has_clen : 1, res_close : 1;
+  ty_buf rhead; /* header lines set by the handler */
+  uint64_t start_ns;
+  int ref_req, ref_res; /* registry refs of the Lua objects, while live */
+  ty_req *next_free;
+};
+
+struct ty_conn {
+  uv_tcp_t tcp; /* first: the handle's address is the conn's */
+  llhttp_t parser;
+  ty_server *srv;
+  ty_conn *prev, *next;
+  uint64_t deadline; /* loop ms when the current timeout fires; 0 none */
+  ty_buf in;         /* received bytes not parsed yet */
+  ty_buf out;        /* response bytes not handed to the kernel yet */
+  ty_buf wbuf;       /* bytes of the write in flight */
+  uv_write_t wreq;
+  ty_req *req;
+  unsigned writing : 1, closing : 1, in_read : 1, shut : 1, close_after : 1,
+      paused_read : 1, upgraded : 1;
+};
+
+struct ty_server {
+  uv_tcp_t tcp;
+  ty_closer closer;
+  uv_timer_t sweep;
+  ty_http_limits lim;
+  ty_conn conns; /* list head */
+  size_t nconns;
+  int handler_ref;
+  int self_ref;   /* anchors the Lua object while the server is open */
+  int close_waiters_ref; /* table of {co, tok} waiting for drain */
+  lua_Integer generation;
+  int port;
+  unsigned closing : 1, closed : 1;
+  int handles_open; /* listener + sweep timer not yet closed */
+  char host[64];
+};
+
+/* conn.c */
+void ty_conn_accept(ty_server *s);
+void ty_conn_close(ty_conn *c);
+void ty_conn_flush(ty_conn *c);
+void ty_conn_request_done(ty_conn *c);
+void ty_conn_resume_reading(ty_conn *c);
+const char *ty_conn_remote(ty_conn *c, char *buf, size_t len, int *port);
+extern const llhttp_settings_t ty_http_settings;
+
+/* message.c */
+void ty_req_dispatch(ty_req *r);
+ty_req *ty_req_new(ty_conn *c);
+void ty_req_free(ty_req *r);
+void ty_req_body_event(ty_req *r);
+void ty_req_drained(ty_req *r);
+int ty_http_message_open(lua_State *L);
+void ty_res_error(ty_conn *c, int status, int close_after);
+void ty_http_date(char *out); /* "Date: ...\r\n", 37 bytes + NUL */
+const char *ty_http_reason(int status);
+
+/* server.c */
+void ty_server_conn_gone(ty_server *s);
+
+#endif

@@ -1,0 +1,864 @@
+/* message.c: one request and its response as Lua sees them. Owns ty_req
+ * structs (recycled through a free list), the `req` and `res` objects given
+ * to handlers (fields built lazily, from the bytes the parser kept),
+ * running the handler as a task, and response framing: status line, Date,
+ * Content-Type/Length or chunked encoding, Connection.
+ *
+ * Lua objects are small boxes {ty_req *, id}. A ty_req is reused by later
+ * requests, so every access compares the box's id with the request's: a
+ * handler that keeps `res` after its request ended gets a clear error, never
+ * another request's response.
+ */
+#include "http/http.h"
+#include "core/limits.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define REQ_MT "tycho.http.request"
+#define RES_MT "tycho.http.response"
+
+typedef struct {
+  ty_req *r;
+  uint64_t id;
+} box;
+
+static uint64_t last_id;
+static ty_req *free_reqs;
+static int req_methods_ref = LUA_NOREF, res_methods_ref = LUA_NOREF;
+static int return_hook_ref = LUA_NOREF; /* Lua: respond from return values */
+
+/* ---------------------------------------------------------------------- */
+/* ty_req life cycle                                                      */
+
+ty_req *ty_req_new(ty_conn *c) {
+  ty_req *r = free_reqs;
+  if (r) {
+    free_reqs = r->next_free;
+  } else {
+    r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+  }
+  ty_buf head = r->head, body = r->body, rhead = r->rhead;
+  ty_span *hdrs = r->hdrs;
+  size_t cap = r->hdrs_cap;
+  memset(r, 0, sizeof *r);
+  r->head = head, r->body = body, r->rhead = rhead;
+  r->head.len = r->body.len = r->rhead.len = 0;
+  r->hdrs = hdrs;
+  r->hdrs_cap = cap;
+  r->id = ++last_id;
+  r->conn = c;
+  r->status = 200;
+  r->ref_req = r->ref_res = LUA_NOREF;
+  r->start_ns = uv_hrtime();
+  return r;
+}
+
+/* Big buffers are dropped rather than kept on the free list. */
+static void shrink(ty_buf *b) {
+  if (b->cap > 64 * 1024) ty_buf_free(b);
+}
+
+void ty_req_free(ty_req *r) {
+  r->id = 0;
+  r->conn = NULL;
+  r->task = NULL;
+  shrink(&r->head);
+  shrink(&r->body);
+  shrink(&r->rhead);
+  r->next_free = free_reqs;
+  free_reqs = r;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Boxes                                                                  */
+
+static ty_req *check_live(lua_State *L, int idx, const char *mt) {
+  box *b = luaL_checkudata(L, idx, mt);
+  if (!b->r || b->r->id != b->id)
+    luaL_error(L, "this request is over (its response was already sent)");
+  return b->r;
+}
+
+static void push_box(lua_State *L, ty_req *r, const char *mt) {
+  box *b = lua_newuserdatauv(L, sizeof *b, 1);
+  b->r = r;
+  b->id = r->id;
+  luaL_setmetatable(L, mt);
+}
+
+/* The box's uservalue table: cached fields and user-set fields. */
+static int push_store(lua_State *L, int idx) {
+  if (lua_getiuservalue(L, idx, 1) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, idx, 1);
+  }
+  return lua_gettop(L);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Request fields                                                         */
+
+static int hexval(int ch) {
+  if (ch >= '0' && ch <= '9') return ch - '0';
+  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+  return -1;
+}
+
+/* Percent-decodes s[0..n) onto the stack; '+' is a space when plus. */
+void ty_url_decode(lua_State *L, const char *s, size_t n, int plus) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (size_t i = 0; i < n; i++) {
+    int ch = (unsigned char)s[i];
+    if (ch == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 &&
+        hexval(s[i + 2]) >= 0) {
+      ch = hexval(s[i + 1]) * 16 + hexval(s[i + 2]);
+      i += 2;
+    } else if (ch == '+' && plus) {
+      ch = ' ';
+    }
+    luaL_addchar(&b, (char)ch);
+  }
+  luaL_pushresult(&b);
+}
+
+static size_t path_len(ty_req *r) {
+  const char *q = memchr(r->head.p, '?', r->url_len);
+  return q ? (size_t)(q - r->head.p) : r->url_len;
+}
+
+/* Adds key=value to the query table t; a repeated key becomes a list. */
+static void query_add(lua_State *L, int t) {
+  lua_pushvalue(L, -2);
+  int type = lua_rawget(L, t);
+  if (type == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_rawset(L, t);
+  } else if (type == LUA_TTABLE) {
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pop(L, 2);
+  } else {
+    lua_createtable(L, 2, 0);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, 1);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, 2);
+    lua_rawset(L, t);
+  }
+}
+
+/* Parses a query string into a new table on the stack. */
+void ty_query_parse(lua_State *L, const char *s, size_t n) {
+  lua_newtable(L);
+  int t = lua_gettop(L);
+  size_t i = 0;
+  while (i < n) {
+    size_t end = i;
+    while (end < n && s[end] != '&') end++;
+    size_t eq = i;
+    while (eq < end && s[eq] != '=') eq++;
+    if (end > i) {
+      ty_url_decode(L, s + i, eq - i, 1);
+      if (eq < end) ty_url_decode(L, s + eq + 1, end - eq - 1, 1);
+      else lua_pushliteral(L, "");
+      query_add(L, t);
+    }
+    i = end + 1;
+  }
+}
+
+static void push_headers(lua_State *L, ty_req *r) {
+  lua_createtable(L, 0, (int)r->nhdrs);
+  int t = lua_gettop(L);
+  char name[256];
+  for (size_t i = 0; i < r->nhdrs; i++) {
+    ty_span *s = &r->hdrs[i];
+    size_t n = s->name_len < sizeof name ? s->name_len : sizeof name - 1;
+    for (size_t k = 0; k < n; k++) {
+      char ch = r->head.p[s->name + k];
+      name[k] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+    }
+    lua_pushlstring(L, name, n);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, t) == LUA_TSTRING) { /* repeated: join with ", " */
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, r->head.p + s->value, s->value_len);
+      lua_concat(L, 3);
+    } else {
+      lua_pop(L, 1);
+      lua_pushlstring(L, r->head.p + s->value, s->value_len);
+    }
+    lua_rawset(L, t);
+  }
+}
+
+/* req:header(name) -> value (any case; repeated joined) or nil */
+static int req_header(lua_State *L) {
+  ty_req *r = check_live(L, 1, REQ_MT);
+  size_t n;
+  const char *name = luaL_checklstring(L, 2, &n);
+  int found = 0;
+  for (size_t i = 0; i < r->nhdrs; i++) {
+    ty_span *s = &r->hdrs[i];
+    if (s->name_len != n || strncasecmp(r->head.p + s->name, name, n) != 0)
+      continue;
+    if (found) lua_pushliteral(L, ", ");
+    lua_pushlstring(L, r->head.p + s->value, s->value_len);
+    found += found ? 2 : 1;
+  }
+  if (!found) return 0;
+  lua_concat(L, found);
+  return 1;
+}
+
+/* Cached computed fields: built once per request, kept in the store. */
+static int cached(lua_State *L, ty_req *r, const char *key, size_t klen) {
+  int store = push_store(L, 1);
+  lua_pushlstring(L, key, klen);
+  if (lua_rawget(L, store) != LUA_TNIL) return 1;
+  lua_pop(L, 1);
+  size_t plen = path_len(r);
+  if (strcmp(key, "path") == 0)
+    ty_url_decode(L, r->head.p, plen, 0);
+  else if (strcmp(key, "query") == 0)
+    ty_query_parse(L, r->head.p + plen + (plen < r->url_len),
+                   r->url_len - plen - (plen < r->url_len));
+  else if (strcmp(key, "headers") == 0)
+    push_headers(L, r);
+  else if (strcmp(key, "params") == 0)
+    lua_newtable(L);
+  else
+    return 0;
+  lua_pushlstring(L, key, klen);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, store);
+  return 1;
+}
+
+static int req_index(lua_State *L) {
+  ty_req *r = check_live(L, 1, REQ_MT);
+  size_t klen;
+  const char *key = luaL_checklstring(L, 2, &klen);
+  if (strcmp(key, "method") == 0) {
+    lua_pushstring(L, llhttp_method_name((llhttp_method_t)r->method));
+    return 1;
+  }
+  if (strcmp(key, "raw_path") == 0) {
+    lua_pushlstring(L, r->head.p, path_len(r));
+    return 1;
+  }
+  if (strcmp(key, "url") == 0) {
+    lua_pushlstring(L, r->head.p, r->url_len);
+    return 1;
+  }
+  if (strcmp(key, "generation") == 0) {
+    lua_pushinteger(L, r->generation);
+    return 1;
+  }
+  if (strcmp(key, "http_version") == 0) {
+    lua_pushstring(L, r->http_minor ? "1.1" : "1.0");
+    return 1;
+  }
+  if (strcmp(key, "remote_addr") == 0 || strcmp(key, "remote_port") == 0) {
+    char buf[64];
+    int port;
+    ty_conn_remote(r->conn, buf, sizeof buf, &port);
+    if (key[7] == 'a') lua_pushstring(L, buf);
+    else lua_pushinteger(L, port);
+    return 1;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, req_methods_ref);
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, -2) != LUA_TNIL) return 1;
+  lua_pop(L, 2);
+  if (cached(L, r, key, klen)) return 1;
+  int store = push_store(L, 1);
+  lua_pushvalue(L, 2);
+  lua_rawget(L, store);
+  return 1;
+}
+
+static int req_newindex(lua_State *L) {
+  check_live(L, 1, REQ_MT);
+  int store = push_store(L, 1);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  lua_rawset(L, store);
+  return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Request body                                                           */
+
+static void cancel_body_wait(void *ud) { ((ty_req *)ud)->body_tok = 0; }
+
+static int body_k(lua_State *L, int status, lua_KContext ctx);
+
+/* req:body() -> the whole body (awaits it), or nil, message */
+static int req_body(lua_State *L) {
+  ty_req *r = check_live(L, 1, REQ_MT);
+  lua_settop(L, 1);
+  if (r->body_done) {
+    lua_pushlstring(L, r->body.p ? r->body.p : "", r->body.len);
+    return 1;
+  }
+  if (r->body_read > 0)
+    return luaL_error(L, "req:body() after req:chunks() started");
+  r->wait_all = 1;
+  r->body_tok = ty_task_prepare(L);
+  return ty_task_park_k(L, cancel_body_wait, r, body_k, 0);
+}
+
+static int body_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return req_body(L);
+}
+
+/* The chunk iterator: returns what arrived since the last call, waits when
+ * nothing did, nil at the end. The consumed bytes are dropped, so a large
+ * upload does not stay in memory. */
+static int chunks_k(lua_State *L, int status, lua_KContext ctx);
+
+static int chunks_iter(lua_State *L) {
+  ty_req *r = check_live(L, lua_upvalueindex(1), REQ_MT);
+  if (r->body.len > 0) {
+    lua_pushlstring(L, r->body.p, r->body.len);
+    r->body_read += r->body.len;
+    r->body.len = 0;
+    return 1;
+  }
+  if (r->body_done) return 0;
+  lua_settop(L, 0);
+  r->wait_all = 0;
+  r->body_tok = ty_task_prepare(L);
+  return ty_task_park_k(L, cancel_body_wait, r, chunks_k, 0);
+}
+
+static int chunks_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return chunks_iter(L);
+}
+
+/* req:chunks() -> iterator over body pieces as they arrive */
+static int req_chunks(lua_State *L) {
+  check_live(L, 1, REQ_MT);
+  lua_settop(L, 1);
+  lua_pushcclosure(L, chunks_iter, 1);
+  return 1;
+}
+
+/* More body arrived, or all of it: wake a reader parked on it. */
+void ty_req_body_event(ty_req *r) {
+  if (!r->body_tok || !r->task) return;
+  if (r->wait_all && !r->body_done) return;
+  uint64_t tok = r->body_tok;
+  lua_State *co = ty_task_wakeable(r->task, tok);
+  if (!co) return;
+  r->body_tok = 0;
+  ty_task_resume(r->task, 0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Response framing                                                       */
+
+const char *ty_http_reason(int status) {
+  switch (status) {
+  case 100: return "Continue";
+  case 101: return "Switching Protocols";
+  case 200: return "OK";
+  case 201: return "Created";
+  case 202: return "Accepted";
+  case 204: return "No Content";
+  case 206: return "Partial Content";
+  case 301: return "Moved Permanently";
+  case 302: return "Found";
+  case 303: return "See Other";
+  case 304: return "Not Modified";
+  case 307: return "Temporary Redirect";
+  case 308: return "Permanent Redirect";
+  case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 408: return "Request Timeout";
+  case 409: return "Conflict";
+  case 410: return "Gone";
+  case 411: return "Length Required";
+  case 412: return "Precondition Failed";
+  case 413: return "Content Too Large";
+  case 414: return "URI Too Long";
+  case 415: return "Unsupported Media Type";
+  case 416: return "Range Not Satisfiable";
+  case 422: return "Unprocessable Content";
+  case 429: return "Too Many Requests";
+  case 431: return "Request Header Fields Too Large";
+  case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
+  case 502: return "Bad Gateway";
+  case 503: return "Service Unavailable";
+  case 504: return "Gateway Timeout";
+  case 505: return "HTTP Version Not Supported";
+  default: return "Unknown";
+  }
+}
+
+/* "Date: Thu, 26 Nov 2026 23:00:00 GMT\r\n", formatted once a second. */
+void ty_http_date(char *out) {
+  static time_t last;
+  static char cache[64];
+  time_t now = time(NULL);
+  if (now != last) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(cache, sizeof cache, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    last = now;
+  }
+  memcpy(out, cache, strlen(cache) + 1);
+}
+
+static int no_body_status(int status) {
+  return status < 200 || status == 204 || status == 304;
+}
+
+/* Writes the status line and headers into the connection's output. */
+static int put_head(ty_req *r, size_t clen, int chunked) {
+  ty_conn *c = r->conn;
+  char line[256];
+  char date[64];
+  ty_http_date(date);
+  int keep = r->keep_alive && !r->res_close && !c->srv->closing;
+  if (!keep) r->res_close = 1;
+  int n = snprintf(line, sizeof line, "HTTP/1.%d %d %s\r\n%s", r->http_minor ? 1 : 0,
+                   r->status, ty_http_reason(r->status), date);
+  if (ty_buf_reserve(&c->out, (size_t)n + r->rhead.len + 160) != 0) return -1;
+  ty_buf_add(&c->out, line, (size_t)n);
+  if (!r->has_ctype && !no_body_status(r->status)) {
+    static const char ct[] = "Content-Type: text/plain; charset=utf-8\r\n";
+    ty_buf_add(&c->out, ct, sizeof ct - 1);
+  }
+  ty_buf_add(&c->out, r->rhead.p, r->rhead.len);
+  if (chunked) {
+    static const char te[] = "Transfer-Encoding: chunked\r\n";
+    ty_buf_add(&c->out, te, sizeof te - 1);
+  } else if (!r->has_clen && !no_body_status(r->status)) {
+    n = snprintf(line, sizeof line, "Content-Length: %zu\r\n", clen);
+    ty_buf_add(&c->out, line, (size_t)n);
+  }
+  if (!keep) {
+    static const char cl[] = "Connection: close\r\n\r\n";
+    ty_buf_add(&c->out, cl, sizeof cl - 1);
+  } else if (!r->http_minor) {
+    static const char ka[] = "Connection: keep-alive\r\n\r\n";
+    ty_buf_add(&c->out, ka, sizeof ka - 1);
+  } else {
+    ty_buf_add(&c->out, "\r\n", 2);
+  }
+  return 0;
+}
+
+static void maybe_flush(ty_conn *c) {
+  if (!c->in_read) ty_conn_flush(c);
+}
+
+/* Sends a complete response with body. */
+static void send_full(ty_req *r, const char *body, size_t len) {
+  ty_conn *c = r->conn;
+  r->res_state = RES_DONE;
+  if (c->closing) return;
+  put_head(r, len, 0);
+  if (!r->head_only && !no_body_status(r->status))
+    ty_buf_add(&c->out, body, len);
+  maybe_flush(c);
+}
+
+/* An error response the handler never saw (parse errors, limits). */
+void ty_res_error(ty_conn *c, int status, int close_after) {
+  char buf[256], date[64];
+  const char *reason = ty_http_reason(status);
+  ty_http_date(date);
+  int n = snprintf(buf, sizeof buf,
+                   "HTTP/1.1 %d %s\r\n%sContent-Type: text/plain; "
+                   "charset=utf-8\r\nContent-Length: %zu\r\n%s\r\n%s\n",
+                   status, reason, date, strlen(reason) + 1,
+                   close_after ? "Connection: close\r\n" : "", reason);
+  ty_buf_add(&c->out, buf, (size_t)n);
+  if (close_after) c->close_after = 1;
+}
+
+/* ---------------------------------------------------------------------- */
+/* res methods                                                            */
+
+static ty_req *check_res(lua_State *L) {
+  return check_live(L, 1, RES_MT);
+}
+
+static ty_req *check_unsent(lua_State *L) {
+  ty_req *r = check_res(L);
+  if (r->res_state != RES_NONE)
+    luaL_error(L, "response headers were already sent");
+  return r;
+}
+
+/* res:status(code) -> res */
+static int res_status(lua_State *L) {
+  ty_req *r = check_unsent(L);
+  lua_Integer code = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, code >= 100 && code <= 999, 2, "status must be 100-999");
+  r->status = (int)code;
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int is_token_char(int ch) {
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+         (ch >= '0' && ch <= '9') || strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
+/* Removes earlier lines of header `name` from the handler's headers. */
+static void drop_header(ty_buf *h, const char *name, size_t n) {
+  size_t i = 0;
+  while (i < h->len) {
+    char *eol = memchr(h->p + i, '\n', h->len - i);
+    size_t end = eol ? (size_t)(eol - h->p) + 1 : h->len;
+    if (end - i > n && h->p[i + n] == ':' && strncasecmp(h->p + i, name, n) == 0) {
+      memmove(h->p + i, h->p + end, h->len - end);
+      h->len -= end - i;
+    } else {
+      i = end;
+    }
+  }
+}
+
+static void add_header_line(lua_State *L, ty_req *r, const char *name,
+                            size_t n, int vidx) {
+  size_t vlen;
+  const char *v = luaL_tolstring(L, vidx, &vlen);
+  for (size_t i = 0; i < vlen; i++)
+    if (v[i] == '\r' || v[i] == '\n' || v[i] == '\0')
+      luaL_error(L, "bad argument #2 to 'header' (value contains CR, LF or NUL)");
+  if (ty_buf_reserve(&r->rhead, n + vlen + 4) != 0) luaL_error(L, "out of memory");
+  ty_buf_add(&r->rhead, name, n);
+  ty_buf_add(&r->rhead, ": ", 2);
+  ty_buf_add(&r->rhead, v, vlen);
+  ty_buf_add(&r->rhead, "\r\n", 2);
+  lua_pop(L, 1);
+}
+
+/* res:header(name, value) -> res. Replaces an earlier value; a table of
+ * values sends the header once per value (Set-Cookie). */
+static int res_header(lua_State *L) {
+  ty_req *r = check_unsent(L);
+  size_t n;
+  const char *name = luaL_checklstring(L, 2, &n);
+  luaL_argcheck(L, n > 0, 2, "empty header name");
+  for (size_t i = 0; i < n; i++)
+    if (!is_token_char((unsigned char)name[i]))
+      luaL_argerror(L, 2, "header name contains an invalid character");
+  int t = lua_type(L, 3);
+  luaL_argexpected(L, t == LUA_TSTRING || t == LUA_TNUMBER || t == LUA_TTABLE, 3,
+                   "string, number or table");
+  drop_header(&r->rhead, name, n);
+  if (n == 12 && strncasecmp(name, "content-type", 12) == 0) r->has_ctype = 1;
+  if (n == 14 && strncasecmp(name, "content-length", 14) == 0) r->has_clen = 1;
+  if (n == 10 && strncasecmp(name, "connection", 10) == 0) {
+    const char *v = lua_tostring(L, 3);
+    if (v && strcasecmp(v, "close") == 0) r->res_close = 1;
+    lua_settop(L, 1);
+    return 1; /* framing headers are ours to write */
+  }
+  if (t == LUA_TTABLE) {
+    lua_Integer len = luaL_len(L, 3);
+    for (lua_Integer i = 1; i <= len; i++) {
+      lua_geti(L, 3, i);
+      add_header_line(L, r, name, n, lua_gettop(L));
+      lua_pop(L, 1);
+    }
+  } else {
+    add_header_line(L, r, name, n, 3);
+  }
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* res:send([body]) ends the response with Content-Length. */
+static int res_send(lua_State *L) {
+  ty_req *r = check_res(L);
+  if (r->res_state == RES_STREAMING)
+    return luaL_error(L, "response is streaming: end it with res:finish()");
+  if (r->res_state == RES_DONE) return luaL_error(L, "response already sent");
+  size_t len = 0;
+  const char *body = luaL_optlstring(L, 2, "", &len);
+  if (r->has_clen) { /* the handler's Content-Length would be a second one */
+    drop_header(&r->rhead, "Content-Length", 14);
+    r->has_clen = 0;
+  }
+  send_full(r, body, len);
+  return 0;
+}
+
+static void cancel_drain_wait(void *ud) { ((ty_req *)ud)->drain_tok = 0; }
+
+static int write_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* Output is written: wake a writer waiting on back-pressure. */
+void ty_req_drained(ty_req *r) {
+  if (!r->drain_tok || !r->task) return;
+  ty_conn *c = r->conn;
+  if (c->out.len + c->wbuf.len > TY_WRITE_HIGH_WATER / 2) return;
+  lua_State *co = ty_task_wakeable(r->task, r->drain_tok);
+  r->drain_tok = 0;
+  if (co) ty_task_resume(r->task, 0);
+}
+
+static void put_chunk(ty_req *r, const char *p, size_t len) {
+  ty_conn *c = r->conn;
+  if (len == 0 || r->head_only || no_body_status(r->status)) return;
+  if (r->chunked) {
+    char hex[24];
+    int n = snprintf(hex, sizeof hex, "%zx\r\n", len);
+    ty_buf_add(&c->out, hex, (size_t)n);
+  }
+  ty_buf_add(&c->out, p, len);
+  if (r->chunked) ty_buf_add(&c->out, "\r\n", 2);
+}
+
+static void start_stream(ty_req *r) {
+  r->res_state = RES_STREAMING;
+  r->chunked = !r->has_clen && r->http_minor >= 1;
+  if (!r->has_clen && !r->http_minor) r->res_close = 1; /* 1.0: end by close */
+  put_head(r, 0, r->chunked);
+}
+
+/* res:write(chunk) -> res; streams (chunked unless a length was set) and
+ * waits while the client is slower than the handler. */
+static int res_write(lua_State *L) {
+  ty_req *r = check_res(L);
+  size_t len;
+  const char *p = luaL_checklstring(L, 2, &len);
+  if (r->res_state == RES_DONE) return luaL_error(L, "response already sent");
+  ty_conn *c = r->conn;
+  if (c->closing) return luaL_error(L, "connection closed");
+  if (r->res_state == RES_NONE) start_stream(r);
+  put_chunk(r, p, len);
+  maybe_flush(c);
+  lua_settop(L, 1);
+  if (c->out.len + c->wbuf.len <= TY_WRITE_HIGH_WATER || !ty_task_current(L))
+    return 1;
+  r->drain_tok = ty_task_prepare(L);
+  return ty_task_park_k(L, cancel_drain_wait, r, write_k, 0);
+}
+
+static void finish_stream(ty_req *r) {
+  ty_conn *c = r->conn;
+  if (r->res_state == RES_NONE) start_stream(r);
+  if (r->chunked && !r->head_only) ty_buf_add(&c->out, "0\r\n\r\n", 5);
+  r->res_state = RES_DONE;
+  maybe_flush(c);
+}
+
+/* res:finish([chunk]) ends a streamed response. */
+static int res_finish(lua_State *L) {
+  ty_req *r = check_res(L);
+  size_t len = 0;
+  const char *p = luaL_optlstring(L, 2, NULL, &len);
+  if (r->res_state == RES_DONE) return luaL_error(L, "response already sent");
+  if (r->conn->closing) return 0;
+  if (p && r->res_state == RES_NONE) start_stream(r);
+  if (p) put_chunk(r, p, len);
+  finish_stream(r);
+  return 0;
+}
+
+/* res.sent -> whether the response has ended */
+static int res_index(lua_State *L) {
+  ty_req *r = check_res(L);
+  const char *key = luaL_checkstring(L, 2);
+  if (strcmp(key, "sent") == 0) {
+    lua_pushboolean(L, r->res_state == RES_DONE);
+    return 1;
+  }
+  if (strcmp(key, "status_code") == 0) {
+    lua_pushinteger(L, r->status);
+    return 1;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, res_methods_ref);
+  lua_pushvalue(L, 2);
+  lua_rawget(L, -2);
+  return 1;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Dispatch                                                               */
+
+static void log_failure(lua_State *co, ty_req *r, const char *what) {
+  lua_State *L = ty_host_get()->L;
+  const char *msg = lua_tostring(co, -1);
+  fprintf(stderr, "tycho: %s: %s %.*s: %s\n", what,
+          llhttp_method_name((llhttp_method_t)r->method), (int)path_len(r),
+          r->head.p, msg ? msg : "(error object is not a string)");
+  fflush(stderr);
+  (void)L;
+}
+
+/* The handler returned without responding: use its return values. */
+static void respond_from_results(ty_req *r, lua_State *co) {
+  int n = lua_gettop(co);
+  if (n >= 1 && lua_type(co, 1) == LUA_TSTRING && n == 1) {
+    size_t len;
+    const char *s = lua_tolstring(co, 1, &len);
+    send_full(r, s, len);
+    return;
+  }
+  lua_State *L = ty_host_get()->L;
+  if (n == 0 || return_hook_ref == LUA_NOREF) {
+    fprintf(stderr, "tycho: handler returned without responding: %s %.*s\n",
+            llhttp_method_name((llhttp_method_t)r->method), (int)path_len(r),
+            r->head.p);
+    r->status = 500;
+    send_full(r, "Internal Server Error\n", 22);
+    return;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, return_hook_ref);
+  push_box(L, r, RES_MT);
+  lua_xmove(co, L, n);
+  if (ty_pcall(L, n + 1, 0) != LUA_OK) {
+    ty_report(L, "handler result");
+    if (r->res_state == RES_NONE) {
+      r->status = 500;
+      send_full(r, "Internal Server Error\n", 22);
+    }
+  }
+}
+
+static void on_handler_done(ty_task *t, int how, void *ud) {
+  ty_req *r = ud;
+  ty_conn *c = r->conn;
+  lua_State *co = ty_task_thread(t);
+  r->task = NULL;
+  r->body_tok = r->drain_tok = 0;
+  if (how == TY_TASK_OK) {
+    if (r->res_state == RES_NONE && !c->closing)
+      respond_from_results(r, co);
+    else if (r->res_state == RES_STREAMING && !c->closing)
+      finish_stream(r);
+  } else if (how == TY_TASK_ERROR) {
+    log_failure(co, r, "handler failed");
+    if (r->res_state == RES_NONE && !c->closing) {
+      r->status = 500;
+      r->rhead.len = 0;
+      r->has_ctype = r->has_clen = 0;
+      send_full(r, "Internal Server Error\n", 22);
+    } else {
+      r->res_close = 1;
+      c->close_after = 1;
+    }
+  }
+  ty_conn_request_done(c);
+}
+
+void ty_req_dispatch(ty_req *r) {
+  ty_conn *c = r->conn;
+  lua_State *L = ty_host_get()->L;
+  r->dispatched = 1;
+  r->generation = c->srv->generation;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->srv->handler_ref);
+  push_box(L, r, REQ_MT);
+  push_box(L, r, RES_MT);
+  ty_task *t = ty_task_new(L, 2, "http handler");
+  r->task = t;
+  ty_task_on_done(t, on_handler_done, r);
+  ty_task_run(t);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Module                                                                 */
+
+/* set_return_hook(fn): fn(res, ...) answers from a handler's return values */
+static int l_set_return_hook(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_pushvalue(L, 1);
+  if (return_hook_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, return_hook_ref);
+  return_hook_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+static int l_url_decode(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  ty_url_decode(L, s, n, lua_toboolean(L, 2));
+  return 1;
+}
+
+static int l_query_parse(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  ty_query_parse(L, s, n);
+  return 1;
+}
+
+static int box_tostring(lua_State *L) {
+  box *b = lua_touserdata(L, 1);
+  int live = b->r && b->r->id == b->id;
+  lua_pushfstring(L, "%s (%s)", luaL_checkstring(L, lua_upvalueindex(1)),
+                  live ? "live" : "over");
+  return 1;
+}
+
+static void new_class(lua_State *L, const char *mt, lua_CFunction index,
+                      const luaL_Reg *methods, int *methods_ref) {
+  luaL_newmetatable(L, mt);
+  lua_pushcfunction(L, index);
+  lua_setfield(L, -2, "__index");
+  lua_pushstring(L, mt);
+  lua_pushcclosure(L, box_tostring, 1);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_pushvalue(L, -1);
+  *methods_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+int ty_http_message_open(lua_State *L) {
+  static const luaL_Reg req_m[] = {{"header", req_header},
+                                   {"body", req_body},
+                                   {"chunks", req_chunks},
+                                   {NULL, NULL}};
+  static const luaL_Reg res_m[] = {{"status", res_status}, {"header", res_header},
+                                   {"send", res_send},     {"write", res_write},
+                                   {"finish", res_finish}, {NULL, NULL}};
+  lua_newtable(L);
+  int mod = lua_gettop(L);
+  new_class(L, REQ_MT, req_index, req_m, &req_methods_ref);
+  lua_setfield(L, mod, "request_methods");
+  new_class(L, RES_MT, res_index, res_m, &res_methods_ref);
+  lua_setfield(L, mod, "response_methods");
+  luaL_getmetatable(L, REQ_MT);
+  lua_pushcfunction(L, req_newindex);
+  lua_setfield(L, -2, "__newindex");
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_set_return_hook);
+  lua_setfield(L, mod, "set_return_hook");
+  lua_pushcfunction(L, l_url_decode);
+  lua_setfield(L, mod, "url_decode");
+  lua_pushcfunction(L, l_query_parse);
+  lua_setfield(L, mod, "query_parse");
+  return 1;
+}

@@ -1,0 +1,311 @@
+/* server.c: a listening HTTP server. Owns the listen socket, accepting
+ * (connections themselves live in conn.c), the timeout sweep, graceful
+ * close (stop accepting, let requests in flight finish, then report drained)
+ * and the Lua server object: tycho.http.serve's C half.
+ */
+#include "http/http.h"
+#include "core/limits.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SERVER_MT "tycho.http.server"
+
+typedef struct {
+  ty_server *s;
+} server_box;
+
+/* ---------------------------------------------------------------------- */
+/* Close and drain                                                        */
+
+static void wake_drain_waiters(ty_server *s) {
+  lua_State *L = ty_host_get()->L;
+  if (s->close_waiters_ref == LUA_NOREF || !L) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->close_waiters_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, s->close_waiters_ref);
+  s->close_waiters_ref = LUA_NOREF;
+  int t = lua_gettop(L);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, t);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, t, i);
+    lua_State *co = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    lua_rawgeti(L, t, -i); /* tokens sit at negative indices */
+    uint64_t tok = (uint64_t)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    ty_task *task = co ? *(ty_task **)lua_getextraspace(co) : NULL;
+    if (task && ty_task_wakeable(task, tok)) ty_task_resume(task, 0);
+  }
+  lua_pop(L, 1);
+}
+
+static void maybe_closed(ty_server *s) {
+  if (!s->closing || s->closed || s->nconns > 0 || s->handles_open > 0) return;
+  s->closed = 1;
+  ty_host_untrack(&s->closer);
+  lua_State *L = ty_host_get()->L;
+  if (L && !ty_host_get()->stopping) wake_drain_waiters(s);
+  if (L) {
+    luaL_unref(L, LUA_REGISTRYINDEX, s->handler_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, s->self_ref);
+  }
+  s->handler_ref = s->self_ref = LUA_NOREF;
+  /* the struct itself is freed by the Lua object's __gc */
+}
+
+void ty_server_conn_gone(ty_server *s) { maybe_closed(s); }
+
+static void on_handle_closed(uv_handle_t *h) {
+  ty_server *s = h->data;
+  s->handles_open--;
+  maybe_closed(s);
+}
+
+/* Stops accepting; idle connections close now, busy ones after their
+ * current response (keep-alive is off from here on). */
+static void server_close(ty_server *s, int force) {
+  if (!s->closing) {
+    s->closing = 1;
+    uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
+    uv_close((uv_handle_t *)&s->sweep, on_handle_closed);
+  }
+  ty_conn *c = s->conns.next;
+  while (c != &s->conns) {
+    ty_conn *next = c->next;
+    if (force || !c->req) ty_conn_close(c);
+    c = next;
+  }
+}
+
+static void closer_close(ty_closer *cl) {
+  ty_server *s = (ty_server *)((char *)cl - offsetof(ty_server, closer));
+  server_close(s, 1);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Accepting and timeouts                                                 */
+
+static void on_connection(uv_stream_t *l, int status) {
+  ty_server *s = (ty_server *)l;
+  if (status < 0 || s->closing) return;
+  ty_conn_accept(s);
+}
+
+static void on_sweep(uv_timer_t *t) {
+  ty_server *s = t->data;
+  uint64_t now = uv_now(t->loop);
+  ty_conn *c = s->conns.next;
+  while (c != &s->conns) {
+    ty_conn *next = c->next;
+    if (c->deadline && now >= c->deadline) {
+      if (c->req && !c->req->headers_done && !c->shut) {
+        ty_res_error(c, 408, 1);
+        ty_conn_flush(c);
+      }
+      ty_conn_close(c);
+    }
+    c = next;
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Lua API                                                                */
+
+static size_t opt_size(lua_State *L, int t, const char *k, size_t def) {
+  lua_getfield(L, t, k);
+  lua_Integer v = luaL_optinteger(L, -1, (lua_Integer)def);
+  lua_pop(L, 1);
+  if (v <= 0) luaL_error(L, "bad option '%s' to 'serve' (positive number expected)", k);
+  return (size_t)v;
+}
+
+static uint64_t opt_ms(lua_State *L, int t, const char *k, uint64_t def) {
+  lua_getfield(L, t, k);
+  lua_Number v = luaL_optnumber(L, -1, (lua_Number)def / 1000.0);
+  lua_pop(L, 1);
+  if (v <= 0) luaL_error(L, "bad option '%s' to 'serve' (positive seconds expected)", k);
+  return (uint64_t)(v * 1000.0);
+}
+
+static void read_limits(lua_State *L, int t, ty_http_limits *l) {
+  l->max_header_bytes = opt_size(L, t, "max_header_bytes", TY_MAX_HEADER_BYTES);
+  l->max_headers = opt_size(L, t, "max_headers", TY_MAX_HEADERS);
+  l->max_body_bytes = opt_size(L, t, "max_body_bytes", TY_MAX_BODY_BYTES);
+  l->max_connections = opt_size(L, t, "max_connections", TY_MAX_CONNECTIONS);
+  l->header_timeout_ms = opt_ms(L, t, "header_timeout", TY_HEADER_TIMEOUT_MS);
+  l->keepalive_timeout_ms = opt_ms(L, t, "keepalive_timeout", TY_KEEPALIVE_TIMEOUT_MS);
+}
+
+static int push_uv_error(lua_State *L, int err, const char *what) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s: %s", what, uv_err_name(err), uv_strerror(err));
+  lua_pushstring(L, uv_err_name(err));
+  return 3;
+}
+
+static int bind_listen(ty_server *s, const char *host, int port, int backlog) {
+  struct sockaddr_storage addr;
+  int err = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+  if (err) err = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
+  if (err) return err;
+  err = uv_tcp_bind(&s->tcp, (struct sockaddr *)&addr, 0);
+  if (!err) err = uv_listen((uv_stream_t *)&s->tcp, backlog, on_connection);
+  if (err) return err;
+  int len = sizeof addr;
+  uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&addr, &len);
+  s->port = ntohs(addr.ss_family == AF_INET6
+                      ? ((struct sockaddr_in6 *)&addr)->sin6_port
+                      : ((struct sockaddr_in *)&addr)->sin_port);
+  return 0;
+}
+
+static void on_failed_close(uv_handle_t *h) { free(h->data); }
+
+/* listen(opts) -> server | nil, message, code. opts.handler is a function;
+ * host, port, backlog and the limits are optional. */
+static int l_listen(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, 1, "handler");
+  luaL_argexpected(L, lua_isfunction(L, -1), 1, "function at field 'handler'");
+  lua_getfield(L, 1, "host");
+  const char *host = luaL_optstring(L, -1, "127.0.0.1");
+  if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
+  lua_getfield(L, 1, "port");
+  lua_Integer port = luaL_optinteger(L, -1, 8080);
+  luaL_argcheck(L, port >= 0 && port <= 65535, 1, "port must be 0-65535");
+  lua_getfield(L, 1, "backlog");
+  int backlog = (int)luaL_optinteger(L, -1, 511);
+  lua_pop(L, 2);
+
+  ty_server *s = calloc(1, sizeof *s);
+  if (!s) return luaL_error(L, "out of memory");
+  read_limits(L, 1, &s->lim);
+  s->conns.next = s->conns.prev = &s->conns;
+  s->tcp.data = s;
+  uv_tcp_init(ty_loop(), &s->tcp);
+  s->tcp.data = s;
+  int err = bind_listen(s, host, (int)port, backlog);
+  if (err) {
+    uv_close((uv_handle_t *)&s->tcp, on_failed_close);
+    lua_pushfstring(L, "listen on %s:%d", host, (int)port);
+    return push_uv_error(L, err, lua_tostring(L, -1));
+  }
+  snprintf(s->host, sizeof s->host, "%s", host);
+  uv_timer_init(ty_loop(), &s->sweep);
+  s->sweep.data = s;
+  uv_timer_start(&s->sweep, on_sweep, TY_SWEEP_INTERVAL_MS, TY_SWEEP_INTERVAL_MS);
+  uv_unref((uv_handle_t *)&s->sweep);
+  s->handles_open = 2;
+  s->close_waiters_ref = LUA_NOREF;
+  s->generation = 1;
+  lua_pushvalue(L, 2); /* the handler, fetched first */
+  s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  s->closer.close = closer_close;
+  ty_host_track(&s->closer);
+
+  server_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+  b->s = s;
+  luaL_setmetatable(L, SERVER_MT);
+  lua_pushvalue(L, -1);
+  s->self_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* open servers stay alive */
+  return 1;
+}
+
+static ty_server *check_server(lua_State *L) {
+  server_box *b = luaL_checkudata(L, 1, SERVER_MT);
+  return b->s;
+}
+
+/* server:close() stops accepting; requests in flight finish. */
+static int l_close(lua_State *L) {
+  ty_server *s = check_server(L);
+  server_close(s, lua_toboolean(L, 2));
+  maybe_closed(s);
+  return 0;
+}
+
+/* server:wait_closed() awaits the end of the last connection. */
+static int l_wait_closed(lua_State *L) {
+  ty_server *s = check_server(L);
+  if (s->closed) return 0;
+  uint64_t tok = ty_task_prepare(L);
+  if (s->close_waiters_ref == LUA_NOREF) {
+    lua_newtable(L);
+    s->close_waiters_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->close_waiters_ref);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, -1) + 1;
+  lua_pushthread(L);
+  lua_rawseti(L, -2, n);
+  lua_pushinteger(L, (lua_Integer)tok);
+  lua_rawseti(L, -2, -n);
+  lua_pop(L, 1);
+  return ty_task_park(L, NULL, NULL);
+}
+
+/* server:set_handler(fn) -> generation: new requests use fn. */
+static int l_set_handler(lua_State *L) {
+  ty_server *s = check_server(L);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (s->closing) return luaL_error(L, "server is closed");
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, LUA_REGISTRYINDEX, s->handler_ref);
+  lua_pushinteger(L, ++s->generation);
+  return 1;
+}
+
+static int l_index(lua_State *L) {
+  ty_server *s = check_server(L);
+  const char *k = luaL_checkstring(L, 2);
+  if (strcmp(k, "port") == 0) lua_pushinteger(L, s->port);
+  else if (strcmp(k, "host") == 0) lua_pushstring(L, s->host);
+  else if (strcmp(k, "connections") == 0) lua_pushinteger(L, (lua_Integer)s->nconns);
+  else if (strcmp(k, "generation") == 0) lua_pushinteger(L, s->generation);
+  else if (strcmp(k, "closed") == 0) lua_pushboolean(L, s->closing);
+  else {
+    luaL_getmetatable(L, SERVER_MT);
+    lua_getfield(L, -1, "methods");
+    lua_getfield(L, -1, k);
+  }
+  return 1;
+}
+
+static int l_gc(lua_State *L) {
+  server_box *b = luaL_checkudata(L, 1, SERVER_MT);
+  /* Only reachable here once closed (open servers anchor themselves), or
+   * while the state closes, after teardown closed every handle. */
+  if (b->s && (b->s->closed || ty_host_get()->L != L)) {
+    free(b->s);
+    b->s = NULL;
+  }
+  return 0;
+}
+
+static int l_tostring(lua_State *L) {
+  ty_server *s = check_server(L);
+  lua_pushfstring(L, "http server (%s:%d%s)", s->host, s->port,
+                  s->closing ? ", closed" : "");
+  return 1;
+}
+
+int ty_http_server_open(lua_State *L) {
+  static const luaL_Reg methods[] = {{"close", l_close},
+                                     {"wait_closed", l_wait_closed},
+                                     {"set_handler", l_set_handler},
+                                     {NULL, NULL}};
+  luaL_newmetatable(L, SERVER_MT);
+  luaL_newlib(L, methods);
+  lua_setfield(L, -2, "methods");
+  lua_pushcfunction(L, l_index);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, l_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  ty_http_message_open(L);
+  lua_pushcfunction(L, l_listen);
+  lua_setfield(L, -2, "listen");
+  return 1;
+}
