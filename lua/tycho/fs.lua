@@ -304,4 +304,80 @@ function M.open(path, mode)
   return setmetatable({ fd = fd, pos = 0, append = mode:sub(1, 1) == "a", path = path }, File)
 end
 
+-- ---------------------------------------------------------------------
+-- Watching for changes
+
+local Watcher = {}
+Watcher.__index = Watcher
+
+---Stops the watcher; idempotent.
+function Watcher:stop()
+  if not self.handle:is_closing() then self.handle:close() end
+end
+
+---Lets the process exit while this watcher is active.
+function Watcher:unref()
+  self.handle:unref()
+  return self
+end
+
+function Watcher:__tostring()
+  return ("watcher<%s%s>"):format(self.path, self.handle:is_closing() and " stopped" or "")
+end
+
+---Watches `path` (a file or directory) with the OS's change notification
+---(inotify on Linux): each event runs `fn(event, filename)` in a new task,
+---event being "change" or "rename" ("error" with a message on failure).
+---`opts.recursive` watches subdirectories where the OS supports it.
+---Runs until `:stop()`; the watcher keeps the process alive (see :unref()).
+---Returns the watcher, or nil, message, code.
+---@param path string
+---@param fn fun(event: string, filename: string)
+---@param opts? {recursive?: boolean}
+function M.watch(path, fn, opts)
+  check.arg(1, "watch", path, "string")
+  check.arg(2, "watch", fn, "function")
+  check.opt(3, "watch", opts, "table")
+  local h = uv.new_fs_event()
+  local ok, err = h:start(path, { recursive = opts and opts.recursive or false },
+    function(werr, filename, events)
+      if werr then
+        core.spawn(fn, "error", werr)
+      else
+        core.spawn(fn, events.rename and "rename" or "change", filename)
+      end
+    end)
+  if not ok then
+    h:close()
+    return fail(err)
+  end
+  return setmetatable({ handle = h, path = path }, Watcher)
+end
+
+---Polls `path` every `interval` seconds by stat(): when its metadata
+---changes, runs `fn(current, previous)` (stat tables) in a new task. A
+---fallback for file systems without change notification. Runs until
+---`:stop()`. Returns the watcher, or nil, message, code.
+---@param path string
+---@param interval number seconds
+---@param fn fun(current: table, previous: table)
+function M.poll(path, interval, fn)
+  check.arg(1, "poll", path, "string")
+  check.arg(2, "poll", interval, "number")
+  check.arg(3, "poll", fn, "function")
+  if interval <= 0 or interval ~= interval then
+    error("bad argument #2 to 'poll' (positive number expected)", 2)
+  end
+  local h = uv.new_fs_poll()
+  local ok, err = h:start(path, math.max(1, math.ceil(interval * 1000)),
+    function(perr, prev, curr)
+      if not perr then core.spawn(fn, curr, prev) end
+    end)
+  if not ok then
+    h:close()
+    return fail(err)
+  end
+  return setmetatable({ handle = h, path = path }, Watcher)
+end
+
 return M
