@@ -61,6 +61,16 @@ static void prepend_dev_path(lua_State *L, const char *dir) {
   lua_pop(L, 1);
 }
 
+/* Pushes an array of the embedded module names (the REPL completes
+ * `tycho.` with the submodules not loaded yet). [-0, +1, m] */
+void ty_embed_names(lua_State *L) {
+  lua_newtable(L);
+  for (const ty_embedded *e = ty_embedded_files; e->name; e++) {
+    lua_pushstring(L, e->name);
+    lua_rawseti(L, -2, (lua_Integer)(e - ty_embedded_files) + 1);
+  }
+}
+
 void ty_embed_install(lua_State *L) {
   const char *dev = getenv("TYCHO_LUA_DEV");
   if (dev && *dev)

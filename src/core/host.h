@@ -48,5 +48,6 @@ void ty_host_untrack(ty_closer *c);
 
 /* The embedded Lua library (embed.c). */
 void ty_embed_install(lua_State *L);
+void ty_embed_names(lua_State *L); /* [-0, +1, m] array of module names */
 
 #endif
