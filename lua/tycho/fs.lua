@@ -325,6 +325,15 @@ function Watcher:__tostring()
   return ("watcher<%s%s>"):format(self.path, self.handle:is_closing() and " stopped" or "")
 end
 
+-- The watcher for a started handle, or the start's error (handle closed).
+local function started(h, path, ok, err)
+  if not ok then
+    h:close()
+    return fail(err)
+  end
+  return setmetatable({ handle = h, path = path }, Watcher)
+end
+
 ---Watches `path` (a file or directory) with the OS's change notification
 ---(inotify on Linux): each event runs `fn(event, filename)` in a new task,
 ---event being "change" or "rename" ("error" with a message on failure).
@@ -347,11 +356,7 @@ function M.watch(path, fn, opts)
         core.spawn(fn, events.rename and "rename" or "change", filename)
       end
     end)
-  if not ok then
-    h:close()
-    return fail(err)
-  end
-  return setmetatable({ handle = h, path = path }, Watcher)
+  return started(h, path, ok, err)
 end
 
 ---Polls `path` every `interval` seconds by stat(): when its metadata
@@ -373,11 +378,7 @@ function M.poll(path, interval, fn)
     function(perr, prev, curr)
       if not perr then core.spawn(fn, curr, prev) end
     end)
-  if not ok then
-    h:close()
-    return fail(err)
-  end
-  return setmetatable({ handle = h, path = path }, Watcher)
+  return started(h, path, ok, err)
 end
 
 return M

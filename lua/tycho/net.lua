@@ -366,6 +366,7 @@ setter("set_broadcast", "set_broadcast", "boolean")
 setter("set_multicast_loop", "set_multicast_loop", "boolean")
 setter("set_multicast_ttl", "set_multicast_ttl", "number")
 setter("set_ttl", "set_ttl", "number")
+setter("set_multicast_interface", "set_multicast_interface", "string")
 
 ---This socket's address `{host=, port=, family=}`.
 function Udp:local_address()

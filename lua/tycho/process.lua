@@ -112,13 +112,19 @@ end
 ---@param cmd string
 ---@param args? string[]
 ---@param opts? table
-function M.spawn(cmd, args, opts)
-  check.arg(1, "spawn", cmd, "string")
-  check.opt(2, "spawn", args, "table")
-  check.opt(3, "spawn", opts, "table")
+-- The argument checks spawn and exec share; returns opts or {}.
+local function check_command(fname, cmd, args, opts)
+  check.arg(1, fname, cmd, "string", 3)
+  check.opt(2, fname, args, "table", 3)
+  check.opt(3, fname, opts, "table", 3)
   opts = opts or {}
-  check.opt(3, "spawn", opts.env, "table")
-  check.opt(3, "spawn", opts.cwd, "string")
+  check.opt(3, fname, opts.env, "table", 3)
+  check.opt(3, fname, opts.cwd, "string", 3)
+  return opts
+end
+
+function M.spawn(cmd, args, opts)
+  opts = check_command("spawn", cmd, args, opts)
   local argv = {}
   for i, a in ipairs(args or {}) do
     if type(a) ~= "string" and type(a) ~= "number" then
@@ -165,10 +171,7 @@ end
 ---@param args? string[]
 ---@param opts? table
 function M.exec(cmd, args, opts)
-  check.arg(1, "exec", cmd, "string")
-  check.opt(2, "exec", args, "table")
-  check.opt(3, "exec", opts, "table")
-  opts = opts or {}
+  opts = check_command("exec", cmd, args, opts)
   check.opt(3, "exec", opts.input, "string")
   check.opt(3, "exec", opts.timeout, "number")
   local p, err, code = M.spawn(cmd, args, {

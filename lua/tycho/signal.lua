@@ -69,11 +69,25 @@ function Handler:__tostring()
   return ("signal handler<%s%s>"):format(self.signal, self._stop and "" or " stopped")
 end
 
--- A libuv signal handle calling fn(name) on each delivery.
+local live_handles = 0
+
+-- A libuv signal handle calling fn(name) on each delivery, and the
+-- function that closes it.
 local function uv_signal(name, fn)
   local h = uv.new_signal()
   h:start(name:lower(), function() fn(name) end)
-  return h
+  live_handles = live_handles + 1
+  return h, function()
+    if not h:is_closing() then
+      h:close()
+      live_handles = live_handles - 1
+    end
+  end
+end
+
+---How many signal handles this module has open (for leak checks).
+function M.open_handles()
+  return live_handles
 end
 
 ---Runs `fn(name)` in a new task each time the signal arrives, until
@@ -92,9 +106,9 @@ function M.on(sig, fn)
       return true
     end)
   else
-    local h = uv_signal(name, function() core.spawn(fn, name) end)
+    local h, close = uv_signal(name, function() core.spawn(fn, name) end)
     h:unref()
-    handler._stop = function() h:close() end
+    handler._stop = close
   end
   return handler
 end
@@ -110,7 +124,7 @@ function M.wait(sig, timeout)
   local co, tok = token()
   -- This handle keeps the loop alive; for the host's own signals the
   -- taker below is what claims the delivery, so the handle only listens.
-  local h = uv_signal(name, function() wake(co, tok, name) end)
+  local _, close = uv_signal(name, function() wake(co, tok, name) end)
   local untake
   if HOST_OWNED[name] then
     untake = signals.take(function(got) return got == name end)
@@ -122,7 +136,7 @@ function M.wait(sig, timeout)
     timer:start(math.max(0, math.ceil(timeout * 1000)), 0, function() wake(co, tok, false) end)
   end
   local function cleanup()
-    h:close()
+    close()
     if timer then timer:close() end
     if untake then untake() end
   end
