@@ -17,11 +17,13 @@ local function parse(args)
     if a == "--" then
       table.move(args, i + 1, #args, 1, o.script_args)
       break
-    elseif a == "--host" or a == "--port" or a == "--grace" then
+    elseif a == "--host" or a == "--port" or a == "--grace" or a == "--repl" then
       local v = args[i + 1]
       if not v then return nil, ("'%s' needs a value"):format(a) end
       if a == "--host" then
         o.host = v
+      elseif a == "--repl" then
+        o.repl = v
       else
         local n = tonumber(v)
         if not n or n < 0 or (a == "--port" and (n > 65535 or n % 1 ~= 0)) then
@@ -90,6 +92,14 @@ function M.main(args)
   local arg = { [0] = o.app }
   for i, a in ipairs(o.script_args) do arg[i] = a end
   _G.arg = arg
+  if o.repl then -- a REPL into this process, for `tycho attach PATH`
+    local repl, rerr = require("tycho.repl.server").listen(o.repl)
+    if not repl then
+      cli.say_error("--repl %s: %s", o.repl, rerr)
+      return 1
+    end
+    M.repl = repl
+  end
   local handler, code = M.load_app(o.app, o.script_args)
   if code ~= 0 then return code end
   if handler == nil then return 0 end -- a plain script: the loop runs on
