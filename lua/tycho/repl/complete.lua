@@ -94,7 +94,9 @@ function M.candidates(word, env)
   end
   local out = {}
   for name in pairs(names) do
-    if name:sub(1, #prefix) == prefix then out[#out + 1] = base .. sep .. name end
+    -- Metamethods (__index, __gc) only when asked for by their prefix.
+    local hidden = name:sub(1, 2) == "__" and prefix:sub(1, 2) ~= "__"
+    if not hidden and name:sub(1, #prefix) == prefix then out[#out + 1] = base .. sep .. name end
   end
   table.sort(out)
   return out

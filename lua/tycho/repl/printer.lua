@@ -5,7 +5,7 @@
 local M = {}
 
 M.defaults = {
-  depth = 4,      -- tables nested deeper print as {...}
+  depth = 5,      -- levels of tables shown; deeper ones print as {...}
   width = 64,     -- entries shown per table before "... (N more)"
   line = 72,      -- a table fits on one line up to this many characters
   indent = "  ",
@@ -143,7 +143,7 @@ function Printer:table(t, level)
     local s = safe_tostring(t)
     if s then return s end
   end
-  if level > self.depth then return self:paint("mark", "{...}") end
+  if level >= self.depth then return self:paint("mark", "{...}") end
   self.path[t] = true
   local items, n = {}, 0
   local len = rawlen(t)
