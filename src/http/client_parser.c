@@ -35,7 +35,8 @@ typedef struct {
   int st;        /* absolute index of the state table on L */
   size_t head_bytes, max_head_bytes;
   int nheaders, max_headers, nbody;
-  unsigned headers_done : 1, done : 1, head_only : 1, too_large : 1;
+  const char *too_large; /* why a limit stopped the parse, or NULL */
+  unsigned headers_done : 1, done : 1, head_only : 1;
 } rparser;
 
 static llhttp_settings_t settings;
@@ -62,8 +63,7 @@ static void append(rparser *rp, const char *key, const char *at, size_t len) {
 static int count_head(rparser *rp, size_t len) {
   rp->head_bytes += len;
   if (rp->head_bytes <= rp->max_head_bytes) return 0;
-  rp->too_large = 1;
-  llhttp_set_error_reason(&rp->p, "response headers too large");
+  rp->too_large = "response headers too large";
   return -1;
 }
 
@@ -93,8 +93,7 @@ static int on_header_value_complete(llhttp_t *p) {
   rparser *rp = from(p);
   lua_State *L = rp->L;
   if (++rp->nheaders > rp->max_headers) {
-    rp->too_large = 1;
-    llhttp_set_error_reason(p, "too many response headers");
+    rp->too_large = "too many response headers";
     return -1;
   }
   lua_getfield(L, rp->st, F_HEADERS);
@@ -117,11 +116,13 @@ static int on_header_value_complete(llhttp_t *p) {
   return 0;
 }
 
-/* Returning 1 tells llhttp the response has no body (answer to HEAD). */
+/* Returning 1 tells llhttp the response has no body: the answer to HEAD,
+ * and a 304 even when it repeats the Content-Length of the cached copy
+ * (llhttp leaves that case to us). */
 static int on_headers_complete(llhttp_t *p) {
   rparser *rp = from(p);
   rp->headers_done = 1;
-  return rp->head_only ? 1 : 0;
+  return rp->head_only || p->status_code == 304 ? 1 : 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
@@ -163,7 +164,8 @@ static void reset(lua_State *L, rparser *rp, int head_only) {
   llhttp_init(&rp->p, HTTP_RESPONSE, &settings);
   rp->head_bytes = 0;
   rp->nheaders = rp->nbody = 0;
-  rp->headers_done = rp->done = rp->too_large = 0;
+  rp->headers_done = rp->done = 0;
+  rp->too_large = NULL;
   rp->head_only = head_only != 0;
   new_state(L, 1);
 }
@@ -201,7 +203,8 @@ static int l_reset(lua_State *L) {
 
 /* Pushes nil, reason, code for the parser's error; returns 3. */
 static int push_error(lua_State *L, rparser *rp, llhttp_errno_t err) {
-  const char *reason = llhttp_get_error_reason(&rp->p);
+  const char *reason = rp->too_large ? rp->too_large
+                                     : llhttp_get_error_reason(&rp->p);
   lua_pushnil(L);
   lua_pushfstring(L, "invalid HTTP response: %s", reason ? reason : "error");
   lua_pushstring(L, rp->too_large ? "ETOOLARGE" : llhttp_errno_name(err));

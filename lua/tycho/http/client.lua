@@ -185,9 +185,7 @@ local function step(entry, deadline)
   end
   if not data then
     entry.got_eof = true
-    local ok, perr, pcode = p:finish()
-    if ok == nil then return nil, perr, pcode end
-    if not ok then
+    if not p:finish() then -- false, or nil and a parse error: cut short
       return err3("ECONNRESET", "connection closed before the response was complete")
     end
     return nil
