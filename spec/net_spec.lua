@@ -110,7 +110,6 @@ describe("tcp", function()
     local srv = assert(net.listen{ port = 0 })
     local port = srv.port
     srv:close()
-    tycho.sleep(0.001) -- let the listening socket's close complete
     local c, err, code = net.connect("127.0.0.1", port)
     assert.is_nil(c)
     assert.are.equal("ECONNREFUSED", code)

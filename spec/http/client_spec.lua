@@ -352,7 +352,6 @@ describe("http client errors", function()
     local srv = assert(tycho.net.listen{ port = 0 })
     local port = srv.port
     srv:close()
-    tycho.sleep(0.001) -- the listening socket's close completes
     res, err, code = http.get("http://127.0.0.1:" .. port .. "/")
     assert.is_nil(res)
     assert.are.equal("ECONNREFUSED", code)
