@@ -376,6 +376,17 @@ function Stream:remote_address()
   return address(state(self, "remote_address"), "getpeername")
 end
 
+---Lets the process exit while this stream is open (`:ref()` undoes it).
+function Stream:unref()
+  state(self, "unref").h:unref()
+  return self
+end
+
+function Stream:ref()
+  state(self, "ref").h:ref()
+  return self
+end
+
 function Stream:__close() close_state(self._s) end
 
 function Stream:__gc()

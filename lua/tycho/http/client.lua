@@ -78,7 +78,7 @@ local function checkout(key)
     if (now - entry.since) / 1e9 < M.IDLE_TIMEOUT and not entry.conn:is_closed() then
       if #list == 0 then pool[key] = nil end
       M.stats.reused = M.stats.reused + 1
-      entry.conn._s.h:ref()
+      entry.conn:ref()
       return entry
     end
     entry.conn:close()
@@ -94,7 +94,7 @@ local function checkin(key, entry)
     return
   end
   entry.since = uv.hrtime()
-  entry.conn._s.h:unref() -- an idle pooled connection does not keep the process alive
+  entry.conn:unref() -- an idle pooled connection does not keep the process alive
   list[#list + 1] = entry
 end
 
