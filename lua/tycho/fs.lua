@@ -32,6 +32,21 @@ end
 
 local function close_fd(fd) uv.fs_close(fd, function() end) end
 
+-- A to-be-closed guard for an fd held across awaits. The normal paths close
+-- the fd themselves and disarm the guard (`g.fd = nil`); when the task dies
+-- in between (an error, or a cancel while a read or write is pending) the
+-- guard closes the fd without waiting, and removes a temporary file.
+local Guard = {
+  __close = function(g)
+    if g.fd then close_fd(g.fd) end
+    if g.unlink then uv.fs_unlink(g.unlink, function() end) end
+  end,
+}
+
+local function guard(fd, unlink)
+  return setmetatable({ fd = fd, unlink = unlink }, Guard)
+end
+
 local OPEN_FLAGS = {
   r = "r", ["r+"] = "r+", w = "w", ["w+"] = "w+", a = "a", ["a+"] = "a+",
   wx = "wx", ["wx+"] = "wx+", ax = "ax", ["ax+"] = "ax+",
@@ -47,17 +62,21 @@ function M.read_file(path)
   check.arg(1, "read_file", path, "string")
   local err, fd = await(close_fd, uv.fs_open, path, "r", 0)
   if err then return fail(err) end
-  local parts, offset = {}, 0
+  local g <close> = guard(fd)
+  -- Offset -1 reads where the fd stands: the same for a fresh regular file,
+  -- and it also works for pipes and devices, which cannot pread.
+  local parts = {}
   while true do
-    local rerr, chunk = await(nil, uv.fs_read, fd, 65536, offset)
+    local rerr, chunk = await(nil, uv.fs_read, fd, 65536, -1)
     if rerr then
+      g.fd = nil
       await(nil, uv.fs_close, fd)
       return fail(rerr)
     end
     if chunk == "" then break end
     parts[#parts + 1] = chunk
-    offset = offset + #chunk
   end
+  g.fd = nil
   await(nil, uv.fs_close, fd)
   return table.concat(parts)
 end
@@ -65,7 +84,7 @@ end
 local function write_all(fd, data)
   local offset = 0
   while offset < #data do
-    local err, n = await(nil, uv.fs_write, fd, offset == 0 and data or data:sub(offset + 1), offset)
+    local err, n = await(nil, uv.fs_write, fd, offset == 0 and data or data:sub(offset + 1), -1)
     if err then return err end
     offset = offset + n
   end
@@ -90,10 +109,13 @@ function M.write_file(path, data, opts)
   end
   local err, fd = await(close_fd, uv.fs_open, target, opts.append and "a" or "w", mode)
   if err then return fail(err) end
+  local g <close> = guard(fd, opts.atomic and target or nil)
   local werr = write_all(fd, data)
   if not werr and opts.atomic then werr = await(nil, uv.fs_fsync, fd) end
+  g.fd = nil
   await(nil, uv.fs_close, fd)
   if not werr and opts.atomic then werr = await(nil, uv.fs_rename, target, path) end
+  g.unlink = nil
   if werr then
     if opts.atomic then await(nil, uv.fs_unlink, target) end
     return fail(werr)
@@ -199,6 +221,18 @@ M.rename = simple("rename", uv.fs_rename, 2)
 local File = {}
 File.__index = File
 
+-- Reads and writes go to the file's own position (pread/pwrite), so seek
+-- costs no system call. Pipes and devices cannot do that: the first ESPIPE
+-- turns the file into a stream that reads and writes where it stands.
+local function at(self, f, fd, arg, offset)
+  if not self.stream then
+    local err, res = await(nil, f, fd, arg, offset)
+    if not (err and err:match("^ESPIPE")) then return err, res end
+    self.stream = true
+  end
+  return await(nil, f, fd, arg, -1)
+end
+
 local function live(self, fname)
   if not self.fd then error(("bad argument #1 to '%s' (file is closed)"):format(fname), 3) end
   return self.fd
@@ -222,7 +256,7 @@ function File:read(n)
     if #parts == 0 then return nil end
     return table.concat(parts)
   end
-  local err, chunk = await(nil, uv.fs_read, fd, n, self.pos)
+  local err, chunk = at(self, uv.fs_read, fd, n, self.pos)
   if err then return fail(err) end
   if chunk == "" then return nil end
   self.pos = self.pos + #chunk
@@ -238,7 +272,7 @@ function File:write(data)
   local offset = self.append and -1 or self.pos
   local done = 0
   while done < #data do
-    local err, n = await(nil, uv.fs_write, fd, done == 0 and data or data:sub(done + 1),
+    local err, n = at(self, uv.fs_write, fd, done == 0 and data or data:sub(done + 1),
       offset < 0 and -1 or offset + done)
     if err then return fail(err) end
     done = done + n
@@ -282,7 +316,13 @@ function File:close()
   return true
 end
 
-function File:__close() if self.fd then self:close() end end
+-- Scope exit (`local f <close> = ...`) may come from an error or a cancel,
+-- where waiting is not possible: close without waiting.
+function File:__close()
+  local fd = self.fd
+  self.fd = nil
+  if fd then close_fd(fd) end
+end
 function File:__gc() if self.fd then uv.fs_close(self.fd) end end
 function File:__tostring() return self.fd and ("file (%d)"):format(self.fd) or "file (closed)" end
 
