@@ -11,6 +11,7 @@
 #include "http/http.h"
 #include "core/limits.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,7 +69,7 @@ static int on_message_begin(llhttp_t *p) {
   ty_conn *c = CONN(p);
   c->req = ty_req_new(c);
   if (!c->req) return HPE_USER;
-  c->deadline = uv_now(c->tcp.loop) + c->srv->lim.header_timeout_ms;
+  c->deadline = uv_now(c->h.stream.loop) + c->srv->lim.header_timeout_ms;
   return 0;
 }
 
@@ -141,8 +142,11 @@ static int on_headers_complete(llhttp_t *p) {
   if ((p->flags & F_CONTENT_LENGTH) &&
       p->content_length > c->srv->lim.max_body_bytes)
     return fail(p, 413, "content too large");
+  int has_body = (p->flags & F_CHUNKED) ||
+                 ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+  if (!has_body) return 0; /* message complete follows at once */
   scan_expect(r);
-  return HPE_PAUSED;
+  return HPE_PAUSED; /* the connection decides how to take the body */
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t n) {
@@ -199,8 +203,8 @@ static void send_continue(ty_conn *c) {
 /* The parser paused: at headers complete or message complete. */
 static void on_pause(ty_conn *c) {
   ty_req *r = c->req;
-  if (!r->body_done) { /* headers complete */
-    c->deadline = 0;
+  c->deadline = 0; /* the head is in: no header timeout from here */
+  if (!r->body_done) { /* headers complete, a body follows */
     if (r->expect_continue) send_continue(c);
     return;
   }
@@ -280,7 +284,7 @@ static void on_write(uv_write_t *w, int status) {
 void ty_conn_flush(ty_conn *c) {
   if (c->writing || c->out.len == 0 || c->closing) return;
   uv_buf_t b = uv_buf_init(c->out.p, (unsigned)c->out.len);
-  int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  int n = uv_try_write(&c->h.stream, &b, 1);
   if (n == (int)c->out.len) {
     c->out.len = 0;
     if (c->req) ty_req_drained(c->req);
@@ -301,7 +305,7 @@ void ty_conn_flush(ty_conn *c) {
   }
   b = uv_buf_init(c->wbuf.p, (unsigned)c->wbuf.len);
   c->writing = 1;
-  if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+  if (uv_write(&c->wreq, &c->h.stream, &b, 1, on_write) != 0) {
     c->writing = 0;
     ty_conn_close(c);
   }
@@ -317,14 +321,14 @@ static void on_shutdown(uv_shutdown_t *s, int status) {
   }
   /* Read and drop what the peer still sends until it closes, so our
    * last response is not lost to a reset. */
-  c->deadline = uv_now(c->tcp.loop) + TY_LINGER_TIMEOUT_MS;
+  c->deadline = uv_now(c->h.stream.loop) + TY_LINGER_TIMEOUT_MS;
 }
 
 static void half_close(ty_conn *c) {
   if (c->shut || c->closing) return;
   c->shut = 1;
   uv_shutdown_t *s = malloc(sizeof *s);
-  if (!s || uv_shutdown(s, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+  if (!s || uv_shutdown(s, &c->h.stream, on_shutdown) != 0) {
     free(s);
     ty_conn_close(c);
     return;
@@ -394,7 +398,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 }
 
 void ty_conn_resume_reading(ty_conn *c) {
-  if (!c->closing) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (!c->closing) uv_read_start(&c->h.stream, on_alloc, on_read);
 }
 
 /* The handler task ended (or the message completed after it ended). */
@@ -404,7 +408,7 @@ void ty_conn_request_done(ty_conn *c) {
     if (r && r->task == NULL) {
       ty_req_free(r);
       c->req = NULL;
-      uv_close((uv_handle_t *)&c->tcp, on_close);
+      uv_close((uv_handle_t *)&c->h, on_close);
     }
     return;
   }
@@ -413,7 +417,7 @@ void ty_conn_request_done(ty_conn *c) {
   ty_req_free(r);
   c->req = NULL;
   if (!keep) c->close_after = 1;
-  else c->deadline = uv_now(c->tcp.loop) + c->srv->lim.keepalive_timeout_ms;
+  else c->deadline = uv_now(c->h.stream.loop) + c->srv->lim.keepalive_timeout_ms;
   if (c->in_read) return; /* the read loop goes on with the next request */
   c->in_read = 1;
   feed_buffered(c);
@@ -445,18 +449,18 @@ void ty_conn_close(ty_conn *c) {
   if (c->closing) return;
   c->closing = 1;
   c->deadline = 0;
-  uv_read_stop((uv_stream_t *)&c->tcp);
+  uv_read_stop(&c->h.stream);
   ty_req *r = c->req;
   if (r && r->task && !ty_host_get()->stopping) {
     ty_task_cancel(r->task); /* its done hook finishes the close */
     if (c->req && c->req->task) return;
-    if (uv_is_closing((uv_handle_t *)&c->tcp)) return;
+    if (uv_is_closing((uv_handle_t *)&c->h)) return;
   }
   if (c->req) {
     ty_req_free(c->req);
     c->req = NULL;
   }
-  uv_close((uv_handle_t *)&c->tcp, on_close);
+  uv_close((uv_handle_t *)&c->h, on_close);
 }
 
 static const char busy_response[] =
@@ -466,30 +470,54 @@ static const char busy_response[] =
 void ty_conn_accept(ty_server *s) {
   ty_conn *c = calloc(1, sizeof *c);
   if (!c) return;
-  uv_tcp_init(s->tcp.loop, &c->tcp);
+  uv_tcp_init(s->tcp.loop, &c->h.tcp);
   c->srv = s;
   c->next = s->conns.next;
   c->prev = &s->conns;
   s->conns.next->prev = c;
   s->conns.next = c;
   s->nconns++;
-  if (uv_accept((uv_stream_t *)&s->tcp, (uv_stream_t *)&c->tcp) != 0) {
+  if (uv_accept((uv_stream_t *)&s->tcp, &c->h.stream) != 0) {
     c->closing = 1;
-    uv_close((uv_handle_t *)&c->tcp, on_close);
+    uv_close((uv_handle_t *)&c->h, on_close);
     return;
   }
   if (s->nconns > s->lim.max_connections) {
     uv_buf_t b = uv_buf_init((char *)busy_response, sizeof busy_response - 1);
-    uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    uv_try_write(&c->h.stream, &b, 1);
     c->closing = 1;
-    uv_close((uv_handle_t *)&c->tcp, on_close);
+    uv_close((uv_handle_t *)&c->h, on_close);
     return;
   }
-  uv_tcp_nodelay(&c->tcp, 1);
+  uv_tcp_nodelay(&c->h.tcp, 1);
   llhttp_init(&c->parser, HTTP_REQUEST, &ty_http_settings);
   c->parser.data = c;
   c->deadline = uv_now(s->tcp.loop) + s->lim.header_timeout_ms;
   ty_conn_resume_reading(c);
+}
+
+/* A connection made by tycho.test.request: the same code, no network. */
+int ty_conn_open_pipe(ty_server *s, uv_file fd) {
+  ty_conn *c = calloc(1, sizeof *c);
+  if (!c) return UV_ENOMEM;
+  uv_pipe_init(ty_loop(), &c->h.pipe, 0);
+  int err = uv_pipe_open(&c->h.pipe, fd);
+  c->srv = s;
+  c->next = s->conns.next;
+  c->prev = &s->conns;
+  s->conns.next->prev = c;
+  s->conns.next = c;
+  s->nconns++;
+  if (err) {
+    c->closing = 1;
+    uv_close((uv_handle_t *)&c->h, on_close);
+    return err;
+  }
+  llhttp_init(&c->parser, HTTP_REQUEST, &ty_http_settings);
+  c->parser.data = c;
+  c->deadline = uv_now(ty_loop()) + s->lim.header_timeout_ms;
+  ty_conn_resume_reading(c);
+  return 0;
 }
 
 const char *ty_conn_remote(ty_conn *c, char *buf, size_t len, int *port) {
@@ -497,7 +525,11 @@ const char *ty_conn_remote(ty_conn *c, char *buf, size_t len, int *port) {
   int n = sizeof ss;
   buf[0] = '\0';
   *port = 0;
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &n) != 0) return buf;
+  if (c->h.stream.type != UV_TCP) {
+    snprintf(buf, len, "127.0.0.1"); /* in-process test connection */
+    return buf;
+  }
+  if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &n) != 0) return buf;
   if (ss.ss_family == AF_INET6) {
     struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
     uv_ip6_name(a, buf, len);

@@ -70,7 +70,11 @@ struct ty_req {
 };
 
 struct ty_conn {
-  uv_tcp_t tcp; /* first: the handle's address is the conn's */
+  union { /* first: the handle's address is the conn's */
+    uv_tcp_t tcp;   /* a client connection */
+    uv_pipe_t pipe; /* tycho.test.request's in-process socket pair */
+    uv_stream_t stream;
+  } h;
   llhttp_t parser;
   ty_server *srv;
   ty_conn *prev, *next;
@@ -103,6 +107,7 @@ struct ty_server {
 
 /* conn.c */
 void ty_conn_accept(ty_server *s);
+int ty_conn_open_pipe(ty_server *s, uv_file fd);
 void ty_conn_close(ty_conn *c);
 void ty_conn_flush(ty_conn *c);
 void ty_conn_request_done(ty_conn *c);

@@ -227,9 +227,7 @@ static int cached(lua_State *L, ty_req *r, const char *key, size_t klen) {
   if (lua_rawget(L, store) != LUA_TNIL) return 1;
   lua_pop(L, 1);
   size_t plen = path_len(r);
-  if (strcmp(key, "path") == 0)
-    ty_url_decode(L, r->head.p, plen, 0);
-  else if (strcmp(key, "query") == 0)
+  if (strcmp(key, "query") == 0)
     ty_query_parse(L, r->head.p + plen + (plen < r->url_len),
                    r->url_len - plen - (plen < r->url_len));
   else if (strcmp(key, "headers") == 0)
@@ -244,38 +242,54 @@ static int cached(lua_State *L, ty_req *r, const char *key, size_t klen) {
   return 1;
 }
 
+/* req.path: decoded only when the raw path has an escape. */
+static int push_path(lua_State *L, ty_req *r) {
+  size_t n = path_len(r);
+  if (memchr(r->head.p, '%', n)) ty_url_decode(L, r->head.p, n, 0);
+  else lua_pushlstring(L, r->head.p, n);
+  return 1;
+}
+
+static int push_remote(lua_State *L, ty_req *r, int want_port) {
+  char buf[64];
+  int port;
+  ty_conn_remote(r->conn, buf, sizeof buf, &port);
+  if (want_port) lua_pushinteger(L, port);
+  else lua_pushstring(L, buf);
+  return 1;
+}
+
+#define KEY_IS(lit) (klen == sizeof(lit) - 1 && memcmp(key, lit, klen) == 0)
+
+/* Fields computed from the request's bytes; 0 when key is not one. */
+static int computed(lua_State *L, ty_req *r, const char *key, size_t klen) {
+  if (KEY_IS("path")) return push_path(L, r);
+  if (KEY_IS("method")) {
+    lua_pushstring(L, llhttp_method_name((llhttp_method_t)r->method));
+    return 1;
+  }
+  if (KEY_IS("url") || KEY_IS("raw_path")) {
+    lua_pushlstring(L, r->head.p, klen == 3 ? r->url_len : path_len(r));
+    return 1;
+  }
+  if (KEY_IS("generation")) {
+    lua_pushinteger(L, r->generation);
+    return 1;
+  }
+  if (KEY_IS("http_version")) {
+    lua_pushstring(L, r->http_minor ? "1.1" : "1.0");
+    return 1;
+  }
+  if (KEY_IS("remote_addr")) return push_remote(L, r, 0);
+  if (KEY_IS("remote_port")) return push_remote(L, r, 1);
+  return 0;
+}
+
 static int req_index(lua_State *L) {
   ty_req *r = check_live(L, 1, REQ_MT);
   size_t klen;
   const char *key = luaL_checklstring(L, 2, &klen);
-  if (strcmp(key, "method") == 0) {
-    lua_pushstring(L, llhttp_method_name((llhttp_method_t)r->method));
-    return 1;
-  }
-  if (strcmp(key, "raw_path") == 0) {
-    lua_pushlstring(L, r->head.p, path_len(r));
-    return 1;
-  }
-  if (strcmp(key, "url") == 0) {
-    lua_pushlstring(L, r->head.p, r->url_len);
-    return 1;
-  }
-  if (strcmp(key, "generation") == 0) {
-    lua_pushinteger(L, r->generation);
-    return 1;
-  }
-  if (strcmp(key, "http_version") == 0) {
-    lua_pushstring(L, r->http_minor ? "1.1" : "1.0");
-    return 1;
-  }
-  if (strcmp(key, "remote_addr") == 0 || strcmp(key, "remote_port") == 0) {
-    char buf[64];
-    int port;
-    ty_conn_remote(r->conn, buf, sizeof buf, &port);
-    if (key[7] == 'a') lua_pushstring(L, buf);
-    else lua_pushinteger(L, port);
-    return 1;
-  }
+  if (computed(L, r, key, klen)) return 1;
   lua_rawgeti(L, LUA_REGISTRYINDEX, req_methods_ref);
   lua_pushvalue(L, 2);
   if (lua_rawget(L, -2) != LUA_TNIL) return 1;
@@ -440,8 +454,17 @@ static int put_head(ty_req *r, size_t clen, int chunked) {
   ty_http_date(date);
   int keep = r->keep_alive && !r->res_close && !c->srv->closing;
   if (!keep) r->res_close = 1;
-  int n = snprintf(line, sizeof line, "HTTP/1.%d %d %s\r\n%s", r->http_minor ? 1 : 0,
-                   r->status, ty_http_reason(r->status), date);
+  int n;
+  if (r->status == 200 && r->http_minor) { /* the common case, no printf */
+    static const char ok[] = "HTTP/1.1 200 OK\r\n";
+    size_t dl = strlen(date);
+    memcpy(line, ok, sizeof ok - 1);
+    memcpy(line + sizeof ok - 1, date, dl);
+    n = (int)(sizeof ok - 1 + dl);
+  } else {
+    n = snprintf(line, sizeof line, "HTTP/1.%d %d %s\r\n%s", r->http_minor ? 1 : 0,
+                 r->status, ty_http_reason(r->status), date);
+  }
   if (ty_buf_reserve(&c->out, (size_t)n + r->rhead.len + 160) != 0) return -1;
   ty_buf_add(&c->out, line, (size_t)n);
   if (!r->has_ctype && !no_body_status(r->status)) {
@@ -453,8 +476,16 @@ static int put_head(ty_req *r, size_t clen, int chunked) {
     static const char te[] = "Transfer-Encoding: chunked\r\n";
     ty_buf_add(&c->out, te, sizeof te - 1);
   } else if (!r->has_clen && !no_body_status(r->status)) {
-    n = snprintf(line, sizeof line, "Content-Length: %zu\r\n", clen);
-    ty_buf_add(&c->out, line, (size_t)n);
+    static const char cl[] = "Content-Length: ";
+    char digits[24];
+    int d = (int)sizeof digits;
+    do {
+      digits[--d] = (char)('0' + clen % 10);
+      clen /= 10;
+    } while (clen);
+    ty_buf_add(&c->out, cl, sizeof cl - 1);
+    ty_buf_add(&c->out, digits + d, sizeof digits - (size_t)d);
+    ty_buf_add(&c->out, "\r\n", 2);
   }
   if (!keep) {
     static const char cl[] = "Connection: close\r\n\r\n";

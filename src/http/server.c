@@ -70,6 +70,7 @@ static void server_close(ty_server *s, int force) {
     uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&s->sweep, on_handle_closed);
   }
+  /* (an inject server starts out closing and has no handles of its own) */
   ty_conn *c = s->conns.next;
   while (c != &s->conns) {
     ty_conn *next = c->next;
@@ -212,6 +213,40 @@ static int l_listen(lua_State *L) {
   return 1;
 }
 
+/* inject(handler, fd [, limits]) -> server: serves one in-process
+ * connection on fd (one end of a socket pair) through the same connection
+ * code as a real client, for tycho.test.request. The server is born closing:
+ * it answers with Connection: close and ends with its connection. */
+static int l_inject(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_Integer fd = luaL_checkinteger(L, 2);
+  ty_server *s = calloc(1, sizeof *s);
+  if (!s) return luaL_error(L, "out of memory");
+  if (lua_istable(L, 3)) read_limits(L, 3, &s->lim);
+  else {
+    lua_newtable(L);
+    read_limits(L, lua_gettop(L), &s->lim);
+    lua_pop(L, 1);
+  }
+  s->conns.next = s->conns.prev = &s->conns;
+  s->closing = 1;
+  s->close_waiters_ref = LUA_NOREF;
+  s->generation = 1;
+  snprintf(s->host, sizeof s->host, "test");
+  lua_pushvalue(L, 1);
+  s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  s->closer.close = closer_close;
+  ty_host_track(&s->closer);
+  server_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+  b->s = s;
+  luaL_setmetatable(L, SERVER_MT);
+  lua_pushvalue(L, -1);
+  s->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  int err = ty_conn_open_pipe(s, (uv_file)fd);
+  if (err) return push_uv_error(L, err, "inject");
+  return 1;
+}
+
 static ty_server *check_server(lua_State *L) {
   server_box *b = luaL_checkudata(L, 1, SERVER_MT);
   return b->s;
@@ -307,5 +342,7 @@ int ty_http_server_open(lua_State *L) {
   ty_http_message_open(L);
   lua_pushcfunction(L, l_listen);
   lua_setfield(L, -2, "listen");
+  lua_pushcfunction(L, l_inject);
+  lua_setfield(L, -2, "inject");
   return 1;
 }
