@@ -352,6 +352,10 @@ static void after_io(ty_conn *c) {
   if (c->closing) return;
   ty_conn_flush(c);
   if (c->closing) return;
+  if (c->req && c->req->file_fd >= 0) {
+    ty_req_pump_file(c->req);
+    if (c->closing) return;
+  }
   if (c->close_after && !c->writing && c->out.len == 0 &&
       !(c->req && c->req->task)) {
     half_close(c);

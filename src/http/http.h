@@ -65,6 +65,9 @@ struct ty_req {
   unsigned chunked : 1, has_ctype : 1, has_clen : 1, res_close : 1;
   ty_buf rhead; /* header lines set by the handler */
   uint64_t start_ns;
+  int file_fd;          /* res:send_file in progress, else -1 */
+  int64_t file_off, file_left;
+  uint64_t file_tok;    /* the handler parked until the file is sent */
   int ref_req, ref_res; /* registry refs of the Lua objects, while live */
   ty_req *next_free;
 };
@@ -121,6 +124,7 @@ ty_req *ty_req_new(ty_conn *c);
 void ty_req_free(ty_req *r);
 void ty_req_body_event(ty_req *r);
 void ty_req_drained(ty_req *r);
+void ty_req_pump_file(ty_req *r);
 int ty_http_message_open(lua_State *L);
 void ty_res_error(ty_conn *c, int status, int close_after);
 void ty_http_date(char *out); /* "Date: ...\r\n", 37 bytes + NUL */

@@ -16,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/sendfile.h>
 #include <time.h>
+#include <unistd.h>
 
 #define REQ_MT "tycho.http.request"
 #define RES_MT "tycho.http.response"
@@ -54,6 +57,7 @@ ty_req *ty_req_new(ty_conn *c) {
   r->conn = c;
   r->status = 200;
   r->ref_req = r->ref_res = LUA_NOREF;
+  r->file_fd = -1;
   r->start_ns = uv_hrtime();
   return r;
 }
@@ -64,6 +68,8 @@ static void shrink(ty_buf *b) {
 }
 
 void ty_req_free(ty_req *r) {
+  if (r->file_fd >= 0) close(r->file_fd); /* connection gone mid-file */
+  r->file_fd = -1;
   r->id = 0;
   r->conn = NULL;
   r->task = NULL;
@@ -717,6 +723,104 @@ static int res_finish(lua_State *L) {
   return 0;
 }
 
+/* ---------------------------------------------------------------------- */
+/* Files: sendfile(2) from the page cache straight to the socket          */
+
+static void file_done(ty_req *r) {
+  close(r->file_fd);
+  r->file_fd = -1;
+  r->res_state = RES_DONE;
+  if (r->file_tok && r->task) {
+    uint64_t tok = r->file_tok;
+    r->file_tok = 0;
+    if (ty_task_wakeable(r->task, tok)) ty_task_resume(r->task, 0);
+  }
+}
+
+/* When the socket is full, one chunk goes through a normal write: its
+ * completion is our "writable again" signal, and then sendfile resumes. */
+static int write_one_chunk(ty_req *r) {
+  ty_conn *c = r->conn;
+  size_t want = r->file_left < 65536 ? (size_t)r->file_left : 65536;
+  if (ty_buf_reserve(&c->out, want) != 0) return -1;
+  ssize_t got = pread(r->file_fd, c->out.p + c->out.len, want, r->file_off);
+  if (got <= 0) return -1;
+  c->out.len += (size_t)got;
+  r->file_off += got;
+  r->file_left -= got;
+  ty_conn_flush(c);
+  return 0;
+}
+
+/* Moves file bytes to the socket until done or the socket is full. */
+void ty_req_pump_file(ty_req *r) {
+  ty_conn *c = r->conn;
+  uv_os_fd_t sock;
+  if (r->file_fd < 0 || c->closing) return;
+  if (uv_fileno((uv_handle_t *)&c->h, &sock) != 0) return;
+  while (r->file_left > 0) {
+    if (c->writing || c->out.len) return; /* on_write calls back here */
+    size_t want = r->file_left < (1 << 20) ? (size_t)r->file_left : (1 << 20);
+    off_t off = (off_t)r->file_off;
+    ssize_t n = sendfile(sock, r->file_fd, &off, want);
+    if (n > 0) {
+      r->file_off = off;
+      r->file_left -= n;
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+      if (write_one_chunk(r) == 0) continue;
+    }
+    /* a short file or a dead socket: the response cannot be completed */
+    r->res_close = 1;
+    file_done(r);
+    ty_conn_close(c);
+    return;
+  }
+  file_done(r);
+}
+
+static void cancel_file_wait(void *ud) { ((ty_req *)ud)->file_tok = 0; }
+
+static int send_file_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return 0;
+}
+
+/* res:send_file(fd, offset, length): sends length bytes of the open file
+ * fd from offset as the body, and closes fd. Waits until it is sent. */
+static int res_send_file(lua_State *L) {
+  ty_req *r = check_unsent(L);
+  int fd = (int)luaL_checkinteger(L, 2);
+  lua_Integer off = luaL_checkinteger(L, 3);
+  lua_Integer len = luaL_checkinteger(L, 4);
+  luaL_argcheck(L, off >= 0, 3, "negative offset");
+  luaL_argcheck(L, len >= 0, 4, "negative length");
+  ty_conn *c = r->conn;
+  if (r->has_clen) {
+    drop_header(&r->rhead, "Content-Length", 14);
+    r->has_clen = 0;
+  }
+  if (c->closing || r->head_only || len == 0 || no_body_status(r->status)) {
+    close(fd); /* HEAD: the head says how long GET's body would be */
+    if (!c->closing) put_head(r, (size_t)len, 0);
+    r->res_state = RES_DONE;
+    maybe_flush(c);
+    return 0;
+  }
+  put_head(r, (size_t)len, 0);
+  r->res_state = RES_STREAMING;
+  r->file_fd = fd;
+  r->file_off = off;
+  r->file_left = len;
+  ty_conn_flush(c);
+  ty_req_pump_file(r);
+  if (r->file_fd < 0 || !ty_task_current(L)) return 0;
+  r->file_tok = ty_task_prepare(L);
+  return ty_task_park_k(L, cancel_file_wait, r, send_file_k, 0);
+}
+
 /* res.sent -> whether the response has ended */
 static int res_index(lua_State *L) {
   ty_req *r = check_res(L);
@@ -874,7 +978,9 @@ int ty_http_message_open(lua_State *L) {
                                    {NULL, NULL}};
   static const luaL_Reg res_m[] = {{"status", res_status}, {"header", res_header},
                                    {"send", res_send},     {"write", res_write},
-                                   {"finish", res_finish}, {NULL, NULL}};
+                                   {"finish", res_finish},
+                                   {"send_file", res_send_file},
+                                   {NULL, NULL}};
   lua_newtable(L);
   int mod = lua_gettop(L);
   new_class(L, REQ_MT, req_index, req_m, &req_methods_ref);
