@@ -8,6 +8,7 @@ local signals = require "tycho.signals"
 local M = {}
 
 M.GRACE_SECONDS = 10
+M.BLOCK_WARN_MS = 200 -- `--block-warn` default; 0 turns the watchdog off
 
 local function parse(args)
   local o = { host = "127.0.0.1", port = 8080, script_args = {} }
@@ -31,6 +32,16 @@ local function parse(args)
         end
         if a == "--port" then o.port = n else o.grace = n end
       end
+      i = i + 1
+    elseif a == "--watch" then
+      o.watch = true -- hot reload on save (lua/tycho/reload.lua)
+    elseif a == "--block-warn" then -- loop watchdog (src/thread/watchdog.c)
+      local v = args[i + 1]
+      local n = math.tointeger(tonumber(v or ""))
+      if not n or n < 0 then
+        return nil, v and ("bad value '%s' for --block-warn"):format(v) or "'--block-warn' needs a value"
+      end
+      o.block_warn = n
       i = i + 1
     elseif a:sub(1, 1) == "-" then
       return nil, ("unknown option '%s' for 'run'"):format(a)
@@ -89,6 +100,8 @@ end
 function M.main(args)
   local o, err = parse(args)
   if not o then return cli.usage_error("%s", err) end
+  local wok, werr = require("tycho.thread").watchdog { ms = o.block_warn or M.BLOCK_WARN_MS }
+  if not wok then cli.say_error("--block-warn: %s", werr) end
   local arg = { [0] = o.app }
   for i, a in ipairs(o.script_args) do arg[i] = a end
   _G.arg = arg
@@ -100,7 +113,9 @@ function M.main(args)
     end
     M.repl = repl
   end
-  local handler, code = M.load_app(o.app, o.script_args)
+  -- Loaded as a reload generation, so SIGHUP and --watch can swap it.
+  local reload = require "tycho.reload"
+  local handler, code = reload.start(o.app, o.script_args)
   if code ~= 0 then return code end
   if handler == nil then return 0 end -- a plain script: the loop runs on
   local http = require "tycho.http"
@@ -115,6 +130,7 @@ function M.main(args)
   end
   M.server = server
   graceful(server, o.grace or M.GRACE_SECONDS)
+  reload.serve(server, o.watch)
   io.stderr:write(("listening on http://%s:%d\n"):format(server.host, server.port))
   io.stderr:flush()
   return 0
