@@ -71,6 +71,7 @@ static void on_readable(uv_poll_t *p, int status, int events);
 /* Shows the prompt of the pending read and starts feeding it keys. */
 static int prompt_install(void) {
   rl_callback_handler_install(ed.prompt, on_line);
+  rl_point = rl_end = 0; /* a fresh, empty line (see on_readable) */
   ed.installed = 1;
   int rc = uv_poll_start(&ed.poll, UV_READABLE, on_readable);
   if (rc == 0) ed.polling = 1;
