@@ -442,6 +442,7 @@ static void on_close(uv_handle_t *h) {
   c->prev->next = c->next;
   c->next->prev = c->prev;
   s->nconns--;
+  ty_http_open_conns--;
   ty_buf_free(&c->in);
   ty_buf_free(&c->out);
   ty_buf_free(&c->wbuf);
@@ -481,6 +482,7 @@ void ty_conn_accept(ty_server *s) {
   s->conns.next->prev = c;
   s->conns.next = c;
   s->nconns++;
+  ty_http_open_conns++;
   if (uv_accept((uv_stream_t *)&s->tcp, &c->h.stream) != 0) {
     c->closing = 1;
     uv_close((uv_handle_t *)&c->h, on_close);
@@ -512,6 +514,7 @@ int ty_conn_open_pipe(ty_server *s, uv_file fd) {
   s->conns.next->prev = c;
   s->conns.next = c;
   s->nconns++;
+  ty_http_open_conns++;
   if (err) {
     c->closing = 1;
     uv_close((uv_handle_t *)&c->h, on_close);

@@ -65,6 +65,7 @@ struct ty_req {
   unsigned chunked : 1, has_ctype : 1, has_clen : 1, res_close : 1;
   ty_buf rhead; /* header lines set by the handler */
   uint64_t start_ns;
+  size_t res_bytes; /* response body bytes, for the access log */
   int file_fd;          /* res:send_file in progress, else -1 */
   int64_t file_off, file_left;
   uint64_t file_tok;    /* the handler parked until the file is sent */
@@ -105,6 +106,7 @@ struct ty_server {
   int port;
   unsigned closing : 1, closed : 1;
   int handles_open; /* listener + sweep timer not yet closed */
+  int log_ref; /* access log hook (server:set_log), LUA_NOREF when off */
   char host[64];
 };
 
@@ -129,6 +131,11 @@ int ty_http_message_open(lua_State *L);
 void ty_res_error(ty_conn *c, int status, int close_after);
 void ty_http_date(char *out); /* "Date: ...\r\n", 37 bytes + NUL */
 const char *ty_http_reason(int status);
+
+/* ops.c */
+extern uint64_t ty_http_open_conns; /* all servers, for metrics */
+void ty_http_finished(ty_conn *c, ty_req *r, int status); /* stats, log */
+int ty_http_reuseport_socket(const char *host, int port, int *fd);
 
 /* server.c */
 void ty_server_conn_gone(ty_server *s);

@@ -515,8 +515,10 @@ static void send_full(ty_req *r, const char *body, size_t len) {
   r->res_state = RES_DONE;
   if (c->closing) return;
   put_head(r, len, 0);
-  if (!r->head_only && !no_body_status(r->status))
+  if (!r->head_only && !no_body_status(r->status)) {
     ty_buf_add(&c->out, body, len);
+    r->res_bytes = len;
+  }
   maybe_flush(c);
 }
 
@@ -532,6 +534,10 @@ void ty_res_error(ty_conn *c, int status, int close_after) {
                    close_after ? "Connection: close\r\n" : "", reason);
   ty_buf_add(&c->out, buf, (size_t)n);
   if (close_after) c->close_after = 1;
+  if (c->req && !c->req->dispatched) { /* a handler's end is counted there */
+    c->req->res_bytes = strlen(reason) + 1;
+    ty_http_finished(c, c->req, status);
+  }
 }
 
 /* ---------------------------------------------------------------------- */
@@ -673,6 +679,7 @@ static void put_chunk(ty_req *r, const char *p, size_t len) {
     ty_buf_add(&c->out, hex, (size_t)n);
   }
   ty_buf_add(&c->out, p, len);
+  r->res_bytes += len;
   if (r->chunked) ty_buf_add(&c->out, "\r\n", 2);
 }
 
@@ -905,6 +912,9 @@ static void on_handler_done(ty_task *t, int how, void *ud) {
       c->close_after = 1;
     }
   }
+  /* 499 (nginx's): the client went away before the response ended */
+  ty_http_finished(c, r, how == TY_TASK_CANCELLED && r->res_state != RES_DONE
+                             ? 499 : r->status);
   ty_conn_request_done(c);
 }
 

@@ -9,6 +9,7 @@
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SERVER_MT "tycho.http.server"
 
@@ -49,8 +50,9 @@ static void maybe_closed(ty_server *s) {
   if (L) {
     luaL_unref(L, LUA_REGISTRYINDEX, s->handler_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, s->self_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, s->log_ref);
   }
-  s->handler_ref = s->self_ref = LUA_NOREF;
+  s->handler_ref = s->self_ref = s->log_ref = LUA_NOREF;
   /* the struct itself is freed by the Lua object's __gc */
 }
 
@@ -145,12 +147,24 @@ static int push_uv_error(lua_State *L, int err, const char *what) {
   return 3;
 }
 
-static int bind_listen(ty_server *s, const char *host, int port, int backlog) {
+/* Opens our own SO_REUSEPORT socket (ops.c) for the listener. */
+static int bind_reuseport(ty_server *s, const char *host, int port) {
+  int fd;
+  int err = ty_http_reuseport_socket(host, port, &fd);
+  if (!err && (err = uv_tcp_open(&s->tcp, fd)) != 0) close(fd);
+  return err;
+}
+
+/* fd >= 0: listen on an inherited socket (a `--workers` supervisor's). */
+static int bind_listen(ty_server *s, const char *host, int port, int backlog,
+                       int fd, int reuseport) {
   struct sockaddr_storage addr;
   int err = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
   if (err) err = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
   if (err) return err;
-  err = uv_tcp_bind(&s->tcp, (struct sockaddr *)&addr, 0);
+  if (fd >= 0) err = uv_tcp_open(&s->tcp, fd);
+  else if (reuseport) err = bind_reuseport(s, host, port);
+  else err = uv_tcp_bind(&s->tcp, (struct sockaddr *)&addr, 0);
   if (!err) err = uv_listen((uv_stream_t *)&s->tcp, backlog, on_connection);
   if (err) return err;
   int len = sizeof addr;
@@ -177,7 +191,11 @@ static int l_listen(lua_State *L) {
   luaL_argcheck(L, port >= 0 && port <= 65535, 1, "port must be 0-65535");
   lua_getfield(L, 1, "backlog");
   int backlog = (int)luaL_optinteger(L, -1, 511);
-  lua_pop(L, 2);
+  lua_getfield(L, 1, "fd");
+  int fd = (int)luaL_optinteger(L, -1, -1);
+  lua_getfield(L, 1, "reuseport");
+  int reuseport = lua_toboolean(L, -1);
+  lua_pop(L, 4);
 
   ty_server *s = calloc(1, sizeof *s);
   if (!s) return luaL_error(L, "out of memory");
@@ -186,7 +204,7 @@ static int l_listen(lua_State *L) {
   s->tcp.data = s;
   uv_tcp_init(ty_loop(), &s->tcp);
   s->tcp.data = s;
-  int err = bind_listen(s, host, (int)port, backlog);
+  int err = bind_listen(s, host, (int)port, backlog, fd, reuseport);
   if (err) {
     uv_close((uv_handle_t *)&s->tcp, on_failed_close);
     lua_pushfstring(L, "listen on %s:%d", host, (int)port);
@@ -198,7 +216,7 @@ static int l_listen(lua_State *L) {
   uv_timer_start(&s->sweep, on_sweep, TY_SWEEP_INTERVAL_MS, TY_SWEEP_INTERVAL_MS);
   uv_unref((uv_handle_t *)&s->sweep);
   s->handles_open = 2;
-  s->close_waiters_ref = LUA_NOREF;
+  s->close_waiters_ref = s->log_ref = LUA_NOREF;
   s->generation = 1;
   lua_pushvalue(L, 2); /* the handler, fetched first */
   s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -230,7 +248,7 @@ static int l_inject(lua_State *L) {
   }
   s->conns.next = s->conns.prev = &s->conns;
   s->closing = 1;
-  s->close_waiters_ref = LUA_NOREF;
+  s->close_waiters_ref = s->log_ref = LUA_NOREF;
   s->generation = 1;
   snprintf(s->host, sizeof s->host, "test");
   lua_pushvalue(L, 1);
@@ -290,6 +308,20 @@ static int l_set_handler(lua_State *L) {
   return 1;
 }
 
+/* server:set_log(fn | nil): fn(remote, method, url, http_minor, status,
+ * bytes, ns, generation) runs after every response (the access log). */
+static int l_set_log(lua_State *L) {
+  ty_server *s = check_server(L);
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
+  luaL_unref(L, LUA_REGISTRYINDEX, s->log_ref);
+  s->log_ref = LUA_NOREF;
+  if (lua_isfunction(L, 2) && !s->closed) {
+    lua_pushvalue(L, 2);
+    s->log_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  return 0;
+}
+
 static int l_index(lua_State *L) {
   ty_server *s = check_server(L);
   const char *k = luaL_checkstring(L, 2);
@@ -328,6 +360,7 @@ int ty_http_server_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"close", l_close},
                                      {"wait_closed", l_wait_closed},
                                      {"set_handler", l_set_handler},
+                                     {"set_log", l_set_log},
                                      {NULL, NULL}};
   luaL_newmetatable(L, SERVER_MT);
   luaL_newlib(L, methods);
