@@ -3,7 +3,8 @@
 --- `require("tycho.repl.server").listen(PATH)`). Lines are edited here and
 --- evaluated there; Ctrl-C cancels the running input over there; Ctrl-D,
 --- .exit or Ctrl-C twice at an empty prompt detach and leave the process
---- running. With stdin piped, lines are sent one by one without prompts.
+--- running. With stdin piped, lines are sent one by one without prompts,
+--- and the exit code is 1 if any of them failed.
 local core = require "tycho.core"
 local uv = require "luv"
 local cli = require "tycho.cli"
@@ -56,6 +57,7 @@ function Link:on_message(msg)
   if msg.t == "out" then
     self:output(io.stdout, tostring(msg.s))
   elseif msg.t == "err" then
+    self.errors = self.errors + 1
     self:output(io.stderr, tostring(msg.s))
   elseif msg.t == "hello" then
     if self.reader.interactive then
@@ -150,7 +152,7 @@ function M.main(args)
     return 1
   end
   local reader = input.open({ history = input.history_path() })
-  local link = setmetatable({ pipe = pipe, reader = reader }, Link)
+  local link = setmetatable({ pipe = pipe, reader = reader, errors = 0 }, Link)
   local untake = signals.take(function(sig)
     if sig ~= "SIGINT" then return false end
     if reader.line and reader.line.interrupt() then return true end
@@ -163,8 +165,11 @@ function M.main(args)
   untake()
   link:close()
   reader:close()
-  if reader.interactive then io.stderr:write("detached\n") end
-  return 0
+  if reader.interactive then
+    io.stderr:write("detached\n")
+    return 0
+  end
+  return link.errors > 0 and 1 or 0 -- scripted: say whether every line worked
 end
 
 return M

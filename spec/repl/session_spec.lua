@@ -141,6 +141,12 @@ describe("repl session", function()
     assert.matches("unknown command '.nope'", err())
   end)
 
+  it("says so when .reload has no app to reload", function()
+    local _, feed, _, err = new_session()
+    feed(".reload")
+    assert.matches("no app to reload", err())
+  end)
+
   it("reads .5 as a number, not a command", function()
     local _, feed, out = new_session()
     feed(".5 + 1")

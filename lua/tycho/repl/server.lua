@@ -2,7 +2,7 @@
 --- `tycho attach PATH` (and `tycho run APP --repl PATH`). The socket is
 --- created with mode 0600, so only its owner can connect; there is no TCP
 --- listener. Each client gets its own session: an environment whose reads
---- fall through to the process's globals (assign `_G.x` to change one),
+--- fall through to the app's globals (assign `_G.x` to change one),
 --- its own `_`, and a `print` that writes to the client. Inputs run as
 --- tasks inside the process, next to the traffic it serves. Detaching
 --- (Ctrl-D, .exit, or the client going away) leaves the process running.
@@ -82,6 +82,16 @@ local function on_read(server, conn, split)
   end
 end
 
+-- The globals a session reads through: those of the app `tycho run`
+-- loaded (a tycho.reload generation, which has its own), looked up anew
+-- each time so that a reload is seen, else the process's.
+local function app_globals()
+  local reload = package.loaded["tycho.reload"]
+  local app = type(reload) == "table" and reload.current
+  local gen = app and app.gen
+  return gen and gen.env or _G
+end
+
 local function to_text(...)
   local n = select("#", ...)
   local parts = {}
@@ -109,7 +119,7 @@ local function accept(server)
     return
   end
   local conn = { pipe = pipe, lines = {}, eof = false, closed = false }
-  local env = setmetatable({}, { __index = _G })
+  local env = setmetatable({}, { __index = function(_, k) return app_globals()[k] end })
   env.print = function(...) send(conn, { t = "out", s = to_text(...) }) end
   conn.session = session.new({
     env = env,

@@ -20,6 +20,7 @@ local HELP = [[
 Commands:
   .help         show this help
   .load FILE    run FILE in the REPL's environment
+  .reload       reload the app of `tycho run` (as SIGHUP does)
   .exit         leave the REPL (Ctrl-D does the same)
 Each input runs as a task: `tycho.sleep(1)` or an HTTP request may await
 while the event loop keeps running. Ctrl-C cancels a running input; at an
@@ -138,6 +139,14 @@ local COMMANDS = {
   exit = function() return "exit" end,
   load = function(self, arg)
     self:load_file(arg)
+    return "done"
+  end,
+  reload = function(self)
+    self:run(function()
+      local reload = package.loaded["tycho.reload"]
+      if type(reload) ~= "table" or not reload.current then error("no app to reload", 0) end
+      return assert(reload.reload())
+    end)
     return "done"
   end,
 }
