@@ -32,6 +32,7 @@ int ty_buf_reserve(ty_buf *b, size_t extra) {
 }
 
 int ty_buf_add(ty_buf *b, const void *p, size_t n) {
+  if (n == 0) return 0;
   if (ty_buf_reserve(b, n) != 0) return -1;
   memcpy(b->p + b->len, p, n);
   b->len += n;
@@ -236,7 +237,7 @@ static size_t feed(ty_conn *c, const char *data, size_t len) {
       continue;
     }
     if (err == HPE_PAUSED_UPGRADE) {
-      ty_res_error(c, 501, 1); /* no upgrade protocol is served yet */
+      c->close_after = 1; /* answered without req:websocket{}: no more HTTP */
       break;
     }
     parse_error(c, err);
@@ -393,6 +394,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     feed_buffered(c);
   }
   c->in_read = 0;
+  if (c->upgraded && !c->closing) {
+    ty_ws_takeover(c); /* websocket.c reads from here on */
+    return;
+  }
   /* A client that pipelines faster than we answer waits in the kernel. */
   if (!c->closing && c->in.len > c->srv->lim.max_header_bytes + TY_READ_BUFFER) {
     uv_read_stop(s);
@@ -414,6 +419,13 @@ void ty_conn_request_done(ty_conn *c) {
       c->req = NULL;
       uv_close((uv_handle_t *)&c->h, on_close);
     }
+    return;
+  }
+  if (c->upgraded) { /* the websocket's handler ended */
+    if (r && r->task) return;
+    if (r) ty_req_free(r);
+    c->req = NULL;
+    ty_ws_handler_done(c);
     return;
   }
   if (!r || r->task || !r->body_done) return;
@@ -439,6 +451,7 @@ void ty_conn_request_done(ty_conn *c) {
 static void on_close(uv_handle_t *h) {
   ty_conn *c = (ty_conn *)h;
   ty_server *s = c->srv;
+  if (c->upgraded) ty_ws_conn_gone(c);
   c->prev->next = c->next;
   c->next->prev = c->prev;
   s->nconns--;

@@ -133,7 +133,8 @@ def test_streaming_response_is_chunked(srv):
     (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", 431),
     (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 9999999\r\n\r\n", 413),
     (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
-])
+], ids=["garbage", "cl-and-te", "two-cl", "space-in-name", "bare-lf", "huge-header",
+        "huge-body", "http2-version"])
 def test_malformed_requests_get_4xx_and_close(srv, request_bytes, status):
     before = int(curl(srv.url + "/calls").stdout)
     out = raw(srv, request_bytes)
