@@ -272,6 +272,8 @@ static void on_close(uv_handle_t *h);
 
 static void on_write(uv_write_t *w, int status) {
   ty_conn *c = (ty_conn *)w->handle;
+  free(w);
+  c->wreq = NULL;
   c->writing = 0;
   c->wbuf.len = 0;
   if (c->closing) return;
@@ -305,11 +307,14 @@ void ty_conn_flush(ty_conn *c) {
     c->wbuf.len -= n;
   }
   b = uv_buf_init(c->wbuf.p, (unsigned)c->wbuf.len);
-  c->writing = 1;
-  if (uv_write(&c->wreq, &c->h.stream, &b, 1, on_write) != 0) {
-    c->writing = 0;
+  c->wreq = malloc(sizeof *c->wreq);
+  if (!c->wreq || uv_write(c->wreq, &c->h.stream, &b, 1, on_write) != 0) {
+    free(c->wreq);
+    c->wreq = NULL;
     ty_conn_close(c);
+    return;
   }
+  c->writing = 1;
 }
 
 static void on_shutdown(uv_shutdown_t *s, int status) {

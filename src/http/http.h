@@ -86,7 +86,8 @@ struct ty_conn {
   ty_buf in;         /* received bytes not parsed yet */
   ty_buf out;        /* response bytes not handed to the kernel yet */
   ty_buf wbuf;       /* bytes of the write in flight */
-  uv_write_t wreq;
+  uv_write_t *wreq;  /* only while a write waits for the kernel: idle
+                        connections stay small */
   ty_req *req;
   unsigned writing : 1, closing : 1, in_read : 1, shut : 1, close_after : 1,
       paused_read : 1, upgraded : 1;
