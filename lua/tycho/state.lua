@@ -11,9 +11,14 @@ local check = require "tycho.check"
 
 local M = {}
 
-local stores = {}
+-- The values live in the registry, so they outlive even a second copy of
+-- this module (a test runner that unloads package.loaded between files).
+local registry = debug.getregistry()
+local stores = registry["tycho.state"] or {}
+registry["tycho.state"] = stores
 -- Coroutines currently inside an init (a counter, as inits may nest).
-local building = setmetatable({}, { __mode = "k" })
+local building = registry["tycho.state.building"] or setmetatable({}, { __mode = "k" })
+registry["tycho.state.building"] = building
 
 -- Counts the current coroutine in or out of an init, also on errors.
 local function enter()

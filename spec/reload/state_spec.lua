@@ -12,9 +12,19 @@ describe("tycho.state", function()
   end)
   after_each(function() state.forget(name) end)
 
-  it("is the module, callable, through tycho's lazy fields", function()
-    assert.are.equal(state, tycho.state)
+  it("is callable, through tycho's lazy fields too", function()
+    assert.are.equal("function", type(getmetatable(tycho.state).__call))
     assert.are.equal(tycho.state(name), state.get(name))
+    assert.are.equal(state(name), require("tycho").state(name))
+  end)
+
+  it("keeps its values when the module is loaded a second time", function()
+    local t = tycho.state(name)
+    package.loaded["tycho.state"] = nil
+    local again = require "tycho.state"
+    package.loaded["tycho.state"] = state
+    assert.are_not.equal(state, again)
+    assert.are.equal(t, again(name))
   end)
 
   it("creates the value with init once and returns it afterwards", function()

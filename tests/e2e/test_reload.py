@@ -93,6 +93,9 @@ def start(tmp_path):
     yield go
     for app in apps:
         app.stop()
+    for app in apps:  # a sanitizer build reports leaks and UB on stderr
+        bad = [l for l in app.lines if "Sanitizer" in l or "runtime error:" in l]
+        assert bad == [], "\n".join(app.lines)
 
 
 def test_edit_becomes_live_with_one_line_on_stderr(start):
