@@ -13,6 +13,7 @@
 #include "host.h"
 
 #include <lauxlib.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,8 @@ typedef struct {
 
 static uint64_t last_token;
 static ty_task *running; /* the task being resumed right now */
+/* Its coroutine, for the loop watchdog's thread (src/thread/watchdog.c). */
+static _Atomic(lua_State *) running_co;
 static ty_task *qhead, *qtail;
 static ty_task *free_tasks, *all_tasks;
 static pooled pool[POOL_MAX];
@@ -254,8 +257,11 @@ static void step(ty_task *t, int nargs) {
   int nres = 0;
   t->state = ST_RUNNING;
   running = t;
+  atomic_store_explicit(&running_co, t->co, memory_order_relaxed);
   int st = lua_resume(t->co, prev ? prev->co : h->L, nargs, &nres);
   running = prev;
+  atomic_store_explicit(&running_co, prev ? prev->co : NULL,
+                        memory_order_relaxed);
   if (st == LUA_YIELD) {
     lua_pop(t->co, nres);
     if (t->state == ST_PARKED) return;
@@ -297,6 +303,10 @@ void ty_task_on_done(ty_task *t, ty_task_done_fn fn, void *ud) {
 
 lua_State *ty_task_thread(ty_task *t) { return t->co; }
 const char *ty_task_name(ty_task *t) { return t->name; }
+
+lua_State *ty_task_running_thread(void) {
+  return atomic_load_explicit(&running_co, memory_order_relaxed);
+}
 
 ty_task *ty_task_current(lua_State *L) {
   ty_task *t = *(ty_task **)lua_getextraspace(L);

@@ -30,6 +30,10 @@ void ty_task_on_done(ty_task *t, ty_task_done_fn fn, void *ud);
 lua_State *ty_task_thread(ty_task *t);
 const char *ty_task_name(ty_task *t);
 
+/* The coroutine of the task being resumed right now, or NULL. Safe to read
+ * from any OS thread (the loop watchdog does); it may be stale there. */
+lua_State *ty_task_running_thread(void);
+
 /* The task whose coroutine is L, or NULL when L is not a running task. */
 ty_task *ty_task_current(lua_State *L);
 

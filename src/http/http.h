@@ -141,4 +141,11 @@ int ty_http_reuseport_socket(const char *host, int port, int *fd);
 /* server.c */
 void ty_server_conn_gone(ty_server *s);
 
+/* websocket.c: a connection upgraded by req:websocket{} */
+void ty_ws_takeover(ty_conn *c);     /* end of the read that upgraded */
+void ty_ws_handler_done(ty_conn *c); /* its handler task ended */
+void ty_ws_going_away(ty_conn *c);   /* server:close(): close with 1001 */
+void ty_ws_conn_gone(ty_conn *c);    /* the handle closed: before free */
+ty_req *ty_req_check(lua_State *L, int idx); /* message.c: live req box */
+
 #endif

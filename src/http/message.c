@@ -90,6 +90,10 @@ static ty_req *check_live(lua_State *L, int idx, const char *mt) {
   return b->r;
 }
 
+ty_req *ty_req_check(lua_State *L, int idx) {
+  return check_live(L, idx, REQ_MT);
+}
+
 static void push_box(lua_State *L, ty_req *r, const char *mt) {
   box *b = lua_newuserdatauv(L, sizeof *b, 1);
   b->r = r;

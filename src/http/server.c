@@ -76,7 +76,8 @@ static void server_close(ty_server *s, int force) {
   ty_conn *c = s->conns.next;
   while (c != &s->conns) {
     ty_conn *next = c->next;
-    if (force || !c->req) ty_conn_close(c);
+    if (c->upgraded && !force) ty_ws_going_away(c);
+    else if (force || !c->req) ty_conn_close(c);
     c = next;
   }
 }

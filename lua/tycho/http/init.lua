@@ -37,6 +37,16 @@ function req_methods.json(req)
   return decode(body)
 end
 
+---Upgrades to a WebSocket (see tycho.ws): the ws, or nil, message, status.
+function req_methods.websocket(req, opts)
+  return require("tycho.ws").upgrade(req, opts)
+end
+
+---Starts a Server-Sent Events stream (see tycho.http.sse).
+function res_methods.sse(res, opts)
+  return require("tycho.http.sse").new(res, opts)
+end
+
 -- A handler may answer by returning: body (string: text; table: JSON) or
 -- status, headers, body.
 core.set_return_hook(function(res, a, b, c)

@@ -102,6 +102,27 @@ function Router:any(pattern, fn)
   return self:route("*", pattern, fn)
 end
 
+---Adds a WebSocket route: fn(ws, req) runs once the handshake is answered;
+---the websocket closes (1000) when fn returns, 1011 when it fails. opts are
+---req:websocket's (protocols, max_message, ping_interval, idle_timeout).
+---@param pattern string
+---@param fn fun(ws: table, req: table): any
+---@param opts? table
+function Router:websocket(pattern, fn, opts)
+  check.arg(1, "websocket", pattern, "string")
+  check.arg(2, "websocket", fn, "function")
+  check.opt(3, "websocket", opts, "table")
+  return self:route("GET", pattern, function(req)
+    local ws = req:websocket(opts)
+    if not ws then return end
+    local ok, err = pcall(fn, ws, req)
+    if not ok then
+      pcall(ws.close, ws, 1011, "internal error")
+      error(err, 0)
+    end
+  end)
+end
+
 ---Adds middleware: fn(req, res, next) runs before the route; it calls
 ---`return next()` to go on, or responds itself to stop.
 ---@param fn fun(req: table, res: table, next: function): any
