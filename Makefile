@@ -4,8 +4,10 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 APP ?= examples/hello/app.lua
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build asan run test test-quick clean
+.PHONY: all deps build asan run test test-quick clean fuzz fuzz-build
 
 all: build
 
@@ -23,11 +25,20 @@ asan: deps
 run: build
 	$(BUILD)/tycho run $(APP)
 
-test: build asan
+# libFuzzer targets (fuzz/), clang with ASan+UBSan.
+fuzz-build: deps
+	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTYCHO_SANITIZE=ON -DTYCHO_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_conn fuzz_router fuzz_query
+
+# Runs each fuzz target for FUZZ_SECONDS.
+fuzz: fuzz-build
+	@FUZZ_BUILD=$(FUZZ_BUILD) scripts/fuzz $(FUZZ_SECONDS)
+
+test: build asan fuzz-build
 	@scripts/run-tests
 
 test-quick: build
-	@SKIP_ASAN=1 scripts/run-tests
+	@SKIP_ASAN=1 SKIP_FUZZ=1 scripts/run-tests
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
