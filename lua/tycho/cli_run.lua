@@ -43,6 +43,25 @@ local function parse(args)
       end
       o.block_warn = n
       i = i + 1
+    elseif a == "--workers" or a == "--worker-id" or a == "--access-log" or a == "--log-level" then
+      local v = args[i + 1] -- operations options (lua/tycho/supervisor.lua, log.lua)
+      if not v then return nil, ("'%s' needs a value"):format(a) end
+      local n = math.tointeger(tonumber(v))
+      if a == "--workers" then
+        if v == "auto" then n = require("tycho.supervisor").cores() end
+        if not n or n < 1 then return nil, ("bad value '%s' for --workers (a count or auto)"):format(v) end
+        o.workers = n
+      elseif a == "--worker-id" then
+        if not n or n < 1 then return nil, ("bad value '%s' for --worker-id"):format(v) end
+        o.worker_id = n
+      elseif a == "--access-log" then
+        o.access_log = v
+      elseif not require("tycho.log").LEVELS[v] then
+        return nil, ("bad value '%s' for --log-level (debug, info, warn, error)"):format(v)
+      else
+        o.log_level = v
+      end
+      i = i + 1
     elseif a:sub(1, 1) == "-" then
       return nil, ("unknown option '%s' for 'run'"):format(a)
     elseif not o.app then
@@ -57,24 +76,59 @@ local function parse(args)
 end
 M.parse = parse
 
+-- Stops accepting and drains: the process exits 0 when the last request
+-- ends or the grace period runs out. `lazy` (a rolling restart) lets idle
+-- keep-alive connections end by themselves rather than closing them under
+-- a request the client may be sending.
+local function drain(server, grace, lazy)
+  if M.draining then return end
+  M.draining = true
+  require("tycho.http.health").draining = true
+  server:close(false, lazy)
+  local function done()
+    if M.access_log then M.access_log.close() end
+    core.exit(0)
+  end
+  tycho.set_timeout(grace * 1000, done):unref()
+  tycho.spawn(function()
+    server:wait_closed()
+    done()
+  end)
+end
+
 -- First signal: stop accepting and drain; a second one, or the grace
 -- period running out, ends the process at once.
 local function graceful(server, grace)
-  local stopping = false
+  local signalled = false
   signals.take(function(signame)
     if signame ~= "SIGINT" and signame ~= "SIGTERM" then return false end
-    if stopping then
+    if signalled then
       core.exit(signame == "SIGINT" and 130 or 143)
       return true
     end
-    stopping = true
-    server:close()
-    tycho.set_timeout(grace * 1000, function() core.exit(0) end):unref()
-    tycho.spawn(function()
-      server:wait_closed()
-      core.exit(0)
-    end)
+    signalled = true
+    drain(server, grace)
     return true
+  end)
+end
+
+-- A worker of `--workers`: its REPL path may still be held by the worker
+-- it replaces (a rolling restart), so it retries for a while.
+local function worker_repl(path)
+  local repl_server = require "tycho.repl.server"
+  tycho.spawn(function()
+    for _ = 1, 300 do
+      local repl, rerr, code = repl_server.listen(path)
+      if repl then
+        M.repl = repl
+        return
+      end
+      if code ~= "EADDRINUSE" then
+        require("tycho.log").error("--repl %s: %s", path, rerr)
+        return
+      end
+      tycho.sleep(0.1)
+    end
   end)
 end
 
@@ -100,12 +154,21 @@ end
 function M.main(args)
   local o, err = parse(args)
   if not o then return cli.usage_error("%s", err) end
+  local log = require "tycho.log"
+  if o.log_level then log.set_level(o.log_level) end
+  if o.workers and not o.worker_id then -- the supervisor never loads the app
+    o.grace = o.grace or M.GRACE_SECONDS
+    return require("tycho.supervisor").start(o, args)
+  end
+  if o.worker_id then log.set_source("worker " .. o.worker_id) end
   local wok, werr = require("tycho.thread").watchdog { ms = o.block_warn or M.BLOCK_WARN_MS }
   if not wok then cli.say_error("--block-warn: %s", werr) end
   local arg = { [0] = o.app }
   for i, a in ipairs(o.script_args) do arg[i] = a end
   _G.arg = arg
-  if o.repl then -- a REPL into this process, for `tycho attach PATH`
+  if o.repl and o.worker_id then
+    worker_repl(o.repl)
+  elseif o.repl then -- a REPL into this process, for `tycho attach PATH`
     local repl, rerr = require("tycho.repl.server").listen(o.repl)
     if not repl then
       cli.say_error("--repl %s: %s", o.repl, rerr)
@@ -123,14 +186,37 @@ function M.main(args)
     cli.say_error("%s returned a %s: return a handler function or a router", o.app, type(handler))
     return 1
   end
-  local server, lerr = http.serve { host = o.host, port = o.port, handler = handler }
+  local worker = o.worker_id and require "tycho.worker"
+  local server, lerr = http.serve { host = o.host, port = o.port, handler = handler,
+    fd = worker and worker.LISTEN_FD } -- a worker listens on the supervisor's socket
   if not server then
     cli.say_error("%s", lerr)
     return 1
   end
   M.server = server
-  graceful(server, o.grace or M.GRACE_SECONDS)
+  local grace = o.grace or M.GRACE_SECONDS
+  graceful(server, grace)
   reload.serve(server, o.watch)
+  if o.access_log then
+    local alog, aerr = log.access(server, o.access_log, o.worker_id)
+    if not alog then
+      cli.say_error("--access-log: %s", aerr)
+      return 1
+    end
+    M.access_log = alog
+  end
+  if worker then
+    require("tycho.http.metrics").start_probe()
+    local wok2, perr = worker.start(o.worker_id, {
+      stop = function(mode) drain(server, grace, mode == "lazy") end,
+    })
+    if not wok2 then
+      cli.say_error("--worker-id: no supervisor pipe: %s", perr)
+      return 1
+    end
+    worker.ready(server.port)
+    return 0
+  end
   io.stderr:write(("listening on http://%s:%d\n"):format(server.host, server.port))
   io.stderr:flush()
   return 0

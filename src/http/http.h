@@ -105,7 +105,7 @@ struct ty_server {
   int close_waiters_ref; /* table of {co, tok} waiting for drain */
   lua_Integer generation;
   int port;
-  unsigned closing : 1, closed : 1;
+  unsigned closing : 1, closed : 1, sweep_late : 1;
   int handles_open; /* listener + sweep timer not yet closed */
   int log_ref; /* access log hook (server:set_log), LUA_NOREF when off */
   char host[64];

@@ -41,7 +41,13 @@ static void wake_drain_waiters(ty_server *s) {
   lua_pop(L, 1);
 }
 
+static void on_handle_closed(uv_handle_t *h);
+
 static void maybe_closed(ty_server *s) {
+  if (s->closing && s->sweep_late && s->nconns == 0) { /* lazy drain done */
+    s->sweep_late = 0;
+    uv_close((uv_handle_t *)&s->sweep, on_handle_closed);
+  }
   if (!s->closing || s->closed || s->nconns > 0 || s->handles_open > 0) return;
   s->closed = 1;
   ty_host_untrack(&s->closer);
@@ -65,11 +71,21 @@ static void on_handle_closed(uv_handle_t *h) {
 }
 
 /* Stops accepting; idle connections close now, busy ones after their
- * current response (keep-alive is off from here on). */
-static void server_close(ty_server *s, int force) {
+ * current response (keep-alive is off from here on). A lazy close leaves
+ * idle connections open until their next response (sent with Connection:
+ * close) or their keep-alive timeout: closing an idle connection races
+ * with a request the client may be sending, which a rolling restart of
+ * `--workers` must not lose. */
+static void server_close(ty_server *s, int force, int lazy) {
   if (!s->closing) {
     s->closing = 1;
     uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
+    if (lazy && !force && s->handles_open == 2) s->sweep_late = 1;
+    else uv_close((uv_handle_t *)&s->sweep, on_handle_closed);
+  }
+  if (s->sweep_late && !force) return;
+  if (s->sweep_late) {
+    s->sweep_late = 0;
     uv_close((uv_handle_t *)&s->sweep, on_handle_closed);
   }
   /* (an inject server starts out closing and has no handles of its own) */
@@ -84,7 +100,7 @@ static void server_close(ty_server *s, int force) {
 
 static void closer_close(ty_closer *cl) {
   ty_server *s = (ty_server *)((char *)cl - offsetof(ty_server, closer));
-  server_close(s, 1);
+  server_close(s, 1, 0);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -271,10 +287,11 @@ static ty_server *check_server(lua_State *L) {
   return b->s;
 }
 
-/* server:close() stops accepting; requests in flight finish. */
+/* server:close([force [, lazy]]) stops accepting; requests in flight
+ * finish; lazy leaves idle keep-alive connections to end by themselves. */
 static int l_close(lua_State *L) {
   ty_server *s = check_server(L);
-  server_close(s, lua_toboolean(L, 2));
+  server_close(s, lua_toboolean(L, 2), lua_toboolean(L, 3));
   maybe_closed(s);
   return 0;
 }

@@ -118,6 +118,8 @@ setmetatable(M, {
       t.request, t.get = client.request, client.get
       return rawget(t, k)
     end
+    if k == "metrics" then return require("tycho.http.metrics").handler end
+    if k == "live" or k == "ready" then return require("tycho.http.health")[k] end
   end,
 })
 
