@@ -56,13 +56,18 @@ static void poll_stop(void) {
   ed.polling = 0;
 }
 
-/* Takes the prompt off: libedit restores the cooked terminal mode. */
-static void prompt_remove(void) {
+/* Takes the prompt off. libedit restores the cooked terminal mode; with
+ * keep_raw the terminal goes back to libedit's raw mode at once, so that
+ * keys typed (or pasted) while the line runs are not echoed by the
+ * terminal but wait, unechoed, for the next prompt to show them. Output
+ * and Ctrl-C (SIGINT) work the same in both modes. */
+static void prompt_remove(int keep_raw) {
   poll_stop();
   ed.hidden = 0;
   if (!ed.installed) return;
   ed.installed = 0;
   rl_callback_handler_remove();
+  if (keep_raw) rl_prep_terminal(0);
   fflush(stdout);
 }
 
@@ -114,7 +119,7 @@ static void deliver_line(void) {
   char *line = ed.line;
   ed.line = NULL;
   ed.have_line = 0;
-  prompt_remove();
+  prompt_remove(1);
   /* lua_pushstring may raise only on memory exhaustion; the copy is made
    * before the resume, so free right after. */
   wake_reader(push_line, 1, line);
@@ -141,7 +146,8 @@ static void on_read_cancel(void *ud) {
   (void)ud;
   ed.reader = NULL;
   clear_prompt_text();
-  prompt_remove();
+  prompt_remove(0);
+  rl_deprep_terminal();
 }
 
 /* ---------------------------------------------------------------------- */
@@ -211,7 +217,8 @@ static void editor_close(ty_closer *c) {
   (void)c;
   if (!ed.ready) return;
   ed.reader = NULL;
-  prompt_remove();
+  prompt_remove(0);
+  rl_deprep_terminal(); /* the terminal as we found it */
   clear_prompt_text();
   free(ed.line);
   ed.line = NULL;
@@ -266,7 +273,7 @@ static int l_read(lua_State *L) {
   ed.prompt = copy;
   int rc = prompt_install();
   if (rc != 0) {
-    prompt_remove();
+    prompt_remove(0);
     clear_prompt_text();
     lua_pushnil(L);
     lua_pushfstring(L, "%s: %s", uv_err_name(rc), uv_strerror(rc));
@@ -305,7 +312,7 @@ static int l_interrupt(lua_State *L) {
   luaL_pushresult(&b);
   partial p;
   p.text = lua_tolstring(L, -1, &p.len);
-  prompt_remove();
+  prompt_remove(1);
   wake_reader(push_interrupted, 2, &p);
   lua_pushboolean(L, 1);
   return 1;

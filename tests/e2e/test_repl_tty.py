@@ -21,7 +21,7 @@ class Term:
     """One tmux pane running a command; the shell line after it prints
     "[exited N]" so tests can see the exit status."""
 
-    def __init__(self, args, env=None, cwd=None):
+    def __init__(self, args, env=None, cwd=None, stty_dir=None):
         self.sock = f"tycho-test-{os.getpid()}-{next(_ids)}"
         envs = {k: v for k, v in os.environ.items()
                 if k in ("TYCHO_LUA_DEV", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "PATH")}
@@ -29,6 +29,10 @@ class Term:
         assign = " ".join(f"{k}={shlex.quote(v)}" for k, v in envs.items())
         cmd = " ".join(shlex.quote(a) for a in args)
         shell = f"env -u NO_COLOR {assign} {cmd}; echo \"[exited $?]\"; sleep 600"
+        if stty_dir:  # the terminal's modes before and after, to compare
+            before, after = (shlex.quote(str(stty_dir / n)) for n in ("stty.before", "stty.after"))
+            shell = (f"stty -g > {before}; env -u NO_COLOR {assign} {cmd}; "
+                     f"echo \"[exited $?]\"; stty -g > {after}; sleep 600")
         self.tmux("-f", "/dev/null", "new-session", "-d", "-x", "120", "-y", "50",
                   "-s", "t", *(["-c", str(cwd)] if cwd else []), shell)
 
@@ -45,6 +49,18 @@ class Term:
     def line(self, text):
         self.type(text)
         self.keys("Enter")
+
+    def enter(self, text):
+        """Types a line and waits until it has run: the screen ends with a
+        prompt again after the echoed line (so later keys are not typed
+        ahead while it runs)."""
+        self.line(text)
+        tail = re.escape(text) + r"(?:\n.*)*\n>>?\s*\Z"
+        deadline = time.monotonic() + DEADLINE
+        while not re.search(tail, self.screen().rstrip() + "\n"):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no prompt after {text!r}; screen:\n{self.screen()}")
+            time.sleep(0.02)
 
     def screen(self, escapes=False):
         args = ["capture-pane", "-p", "-t", "t", "-S", "-1000"]
@@ -76,10 +92,10 @@ class Term:
 def term(tmp_path):
     made = []
 
-    def start(*args, env=None, home=None):
+    def start(*args, env=None, home=None, stty=False):
         e = {"HOME": str(home or tmp_path)}
         e.update(env or {})
-        t = Term([TYCHO, *args], env=e, cwd=tmp_path)
+        t = Term([TYCHO, *args], env=e, cwd=tmp_path, stty_dir=tmp_path if stty else None)
         made.append(t)
         return t
 
@@ -102,7 +118,7 @@ def test_prompt_result_and_continuation_prompt(term):
     t.line("function f()")
     t.wait(r"^>>$")
     t.line("  return 41 + 1")
-    t.line("end")
+    t.enter("end")
     t.line("f()")
     t.wait(r"^>> end\n> f\(\)\n42\n>$")
 
@@ -147,14 +163,14 @@ def test_tab_completion(term):
     t.type("(0) return 'ok'")
     t.keys("Enter")
     t.wait(r'^"ok"\n>$')
-    t.line("config = {port = 1, ports = 2}")
+    t.enter("config = {port = 1, ports = 2}")
     t.type("config.p")
     t.keys("Tab")
     t.wait(r"^> config\.port$")
     t.keys("Tab")  # ambiguous: the second Tab lists both
     t.wait(r"config\.port\s+config\.ports")
     t.keys("C-u")
-    t.line("s = 'x'")
+    t.enter("s = 'x'")
     t.type("s:up")
     t.keys("Tab")
     t.wait(r"s:upper$")
@@ -176,6 +192,7 @@ def test_ctrl_c_cancels_a_sleeping_line(term):
 def test_ctrl_c_twice_at_an_empty_prompt_exits(term):
     t = repl(term)
     t.type("half typed")
+    t.wait(r"^> half typed$")
     t.keys("C-c")
     t.wait(r"^> half typed\n>$")
     t.keys("C-c")
@@ -190,6 +207,25 @@ def test_ctrl_d_exits_even_with_a_timer_pending(term):
     t.wait(r'^"armed"\n>$')
     t.keys("C-d")
     t.wait(r"^\[exited 0\]")
+
+
+def test_type_ahead_waits_for_the_prompt_and_modes_are_restored(term, tmp_path):
+    t = term("repl", stty=True)
+    t.wait(r"^>$")
+    t.line("print('started') tycho.sleep(0.5) return 'done'")
+    t.wait(r"^started$")
+    # Typed while the line runs: not echoed then, shown at the next prompt.
+    t.type("1 + 1")
+    t.wait(r'^started\n"done"\n> 1 \+ 1$')
+    t.keys("Enter")
+    t.wait(r"^2\n>$")
+    t.keys("C-d")
+    t.wait(r"^\[exited 0\]")
+    deadline = time.monotonic() + DEADLINE
+    while not (tmp_path / "stty.after").exists() or not (tmp_path / "stty.after").read_text():
+        assert time.monotonic() < deadline, "the shell did not record the modes"
+        time.sleep(0.02)
+    assert (tmp_path / "stty.after").read_text() == (tmp_path / "stty.before").read_text()
 
 
 def test_timer_prints_while_the_prompt_waits(term):
@@ -207,9 +243,9 @@ def test_timer_prints_while_the_prompt_waits(term):
 
 def test_server_started_at_the_prompt_answers_curl(term):
     t = repl(term)
-    t.line("hits = 0")
-    t.line("srv = tycho.http.serve{port = 0, handler = function(req, res) "
-           "hits = hits + 1 res:send('pong ' .. hits) end}")
+    t.enter("hits = 0")
+    t.enter("srv = tycho.http.serve{port = 0, handler = function(req, res) "
+            "hits = hits + 1 res:send('pong ' .. hits) end}")
     t.line("'port=' .. srv.port")
     port = int(t.wait(r'^"port=(\d+)"\n>$').group(1))
     # The prompt is waiting for input while curl talks to the server.
@@ -282,7 +318,7 @@ def test_attach_on_a_terminal(term, tmp_path):
         t.wait(r"^cancelled\n>$")
         t.line("function double(x)")
         t.wait(r"^>>$")
-        t.line("return 2 * x end")
+        t.enter("return 2 * x end")
         t.line("double(hits)")
         t.wait(r"^2\n>$")
         t.keys("C-d")
