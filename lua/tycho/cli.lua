@@ -9,6 +9,7 @@ usage: tycho [options] [script.lua [args...]]
        tycho run APP.lua [--host HOST] [--port PORT] [run options]
        tycho test [PATH...] [busted options]
        tycho repl
+       tycho attach PATH
 
   script.lua        run a Lua script inside a task (use - for stdin)
   -e CODE           run CODE
@@ -19,6 +20,8 @@ usage: tycho [options] [script.lua [args...]]
                     over HTTP (default 127.0.0.1:8080; --port 0 picks a port)
   test [PATH...]    run busted specs inside the host (default: spec/)
   repl              interactive prompt with the event loop running behind it
+  attach PATH       REPL inside the process serving the Unix socket PATH
+                    (tycho run APP.lua --repl PATH)
 ]==]
 
 M.usage = USAGE
