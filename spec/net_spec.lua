@@ -125,6 +125,18 @@ describe("tcp", function()
     srv:close()
   end)
 
+  it("times out a connect that gets no answer", function()
+    local port, close = support.full_listener()
+    local t0 = tycho.hrtime()
+    local c, err, code = net.connect("127.0.0.1", port, { timeout = 0.1 })
+    local ms = (tycho.hrtime() - t0) / 1e6
+    close()
+    assert.is_nil(c)
+    assert.are.equal("ETIMEDOUT", code)
+    assert.matches("timed out %(connecting to 127%.0%.0%.1:" .. port, err)
+    assert.is_true(ms >= 90 and ms < 5000, "took " .. ms .. " ms")
+  end)
+
   it("times out a read on a silent peer", function()
     local srv = assert(net.listen{ port = 0 })
     local c <close> = assert(net.connect("127.0.0.1", srv.port))

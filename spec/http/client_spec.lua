@@ -291,6 +291,18 @@ describe("http client against raw peers", function()
     srv:close()
   end)
 
+  it("bounds the connect with connect_timeout", function()
+    local port, close = support.full_listener()
+    local t0 = tycho.hrtime()
+    local res, err, code = http.get("http://127.0.0.1:" .. port .. "/", { connect_timeout = 0.1 })
+    local ms = (tycho.hrtime() - t0) / 1e6
+    close()
+    assert.is_nil(res)
+    assert.are.equal("ETIMEDOUT", code)
+    assert.matches("connecting to 127%.0%.0%.1:" .. port, err)
+    assert.is_true(ms >= 90 and ms < 5000, "took " .. ms .. " ms")
+  end)
+
   it("reports a connection closed in the middle of a body", function()
     local srv, stats = raw_server(function(conn)
       conn:write("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")

@@ -45,4 +45,24 @@ function M.echo_server(opts)
   return srv, stats
 end
 
+---A listening socket that never accepts, with its queue filled, so that
+---the next connect to it hangs (Linux drops SYNs to a full accept queue).
+---Returns the port and a function that closes everything.
+function M.full_listener()
+  local l = uv.new_tcp()
+  assert(l:bind("127.0.0.1", 0))
+  assert(l:listen(0, function() end)) -- never accepts
+  local port = l:getsockname().port
+  local fillers = {}
+  for _ = 1, 10 do
+    local c = tycho.net.connect("127.0.0.1", port, { timeout = 0.05 })
+    if not c then break end
+    fillers[#fillers + 1] = c
+  end
+  return port, function()
+    for _, c in ipairs(fillers) do c:close() end
+    l:close()
+  end
+end
+
 return M
