@@ -357,6 +357,27 @@ describe("reloader:reload()", function()
     assert.matches("app%.lua:2: bad argument #1 to 'set_timeout' %(number expected, got string%)", err)
   end)
 
+  it("lets retired generations be garbage collected", function()
+    app = serve({
+      ["app.lua"] = "local h = require 'helper'\n"
+        .. "tycho.set_interval(1000, function() end)\n"
+        .. "return function(req, res) res:send(h.word) end\n",
+      ["helper.lua"] = "return { word = 'w' }\n",
+    }, { manual = true })
+    local old = setmetatable({}, { __mode = "k" })
+    for _ = 1, 20 do
+      old[app.r.gen] = true
+      assert.is_true(app.r:reload())
+    end
+    assert.are.equal("w", curl(app.url))
+    collectgarbage()
+    collectgarbage()
+    local alive = 0
+    for _ in pairs(old) do alive = alive + 1 end
+    assert.are.equal(0, alive)
+    app.r.gen:retire() -- the current generation's interval
+  end)
+
   it("refuses to reload an app that is not attached to a server", function()
     local dir = support.tmpdir("reload")
     write(dir .. "/app.lua", app_source("x"))

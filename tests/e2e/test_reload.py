@@ -244,3 +244,20 @@ def test_sigterm_still_stops_a_watching_server(start):
     assert app.get() == (200, "x")
     app.proc.send_signal(signal.SIGTERM)
     assert app.proc.wait(timeout=DEADLINE) == 0
+
+
+def test_access_log_names_the_generation_that_answered(start, tmp_path):
+    log = tmp_path / "access.log"
+    app = start({"app.lua": handler("one")}, "--watch", "--access-log", str(log))
+    assert app.get("/first") == (200, "one")
+    app.write("app.lua", handler("two"))
+    app.wait_reloaded()
+    assert app.get("/second") == (200, "two")
+    end = time.monotonic() + DEADLINE
+    lines = []
+    while time.monotonic() < end and len(lines) < 2:  # the log is flushed in batches
+        lines = log.read_text().splitlines() if log.exists() else []
+        time.sleep(0.01)
+    assert len(lines) == 2, lines
+    assert '"GET /first ' in lines[0] and " gen=1 " in lines[0]
+    assert '"GET /second ' in lines[1] and " gen=2 " in lines[1]
