@@ -32,8 +32,8 @@ def get(port):
         conn.close()
 
 
-@pytest.fixture
-def app(tmp_path):
+def start_app(tmp_path):
+    """Starts `tycho run APP --port 0 --repl SOCK`; returns proc, port, sock."""
     path = tmp_path / "app.lua"
     path.write_text(APP)
     sock = tmp_path / "repl.sock"
@@ -44,7 +44,13 @@ def app(tmp_path):
     if not m:
         proc.kill()
         pytest.fail(f"app did not start: {line}{proc.stderr.read()}")
-    yield proc, int(m.group(1)), sock
+    return proc, int(m.group(1)), sock
+
+
+@pytest.fixture
+def app(tmp_path):
+    proc, port, sock = start_app(tmp_path)
+    yield proc, port, sock
     proc.terminate()
     assert proc.wait(timeout=20) == 0
 

@@ -7,11 +7,11 @@ import re
 import shlex
 import subprocess
 import time
-import urllib.request
 
 import pytest
 
 from conftest import TYCHO
+from test_repl_attach import get, start_app
 
 _ids = itertools.count()
 DEADLINE = 15.0
@@ -277,36 +277,10 @@ def test_errors_print_a_message_and_the_repl_goes_on(term):
     t.wait(r"^9\n>$")
 
 
-APP = """
-hits = 0
-return function(req, res)
-  hits = hits + 1
-  res:send("hello " .. hits)
-end
-"""
-
-
-def get(port):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
-        return r.read().decode()
-
-
-def start_app(tmp_path):
-    app = tmp_path / "app.lua"
-    app.write_text(APP)
-    sock = tmp_path / "repl.sock"
-    proc = subprocess.Popen([TYCHO, "run", str(app), "--port", "0", "--repl", str(sock)],
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    line = proc.stderr.readline()
-    m = re.search(r"listening on http://[\d.]+:(\d+)", line)
-    assert m, line
-    return proc, int(m.group(1)), sock
-
-
 def test_attach_on_a_terminal(term, tmp_path):
     proc, port, sock = start_app(tmp_path)
     try:
-        assert get(port) == "hello 1"
+        assert get(port) == (200, "hello 1")
         t = term("attach", str(sock))
         t.wait(r"^attached to process \d+")
         t.wait(r"^>$")
@@ -323,7 +297,7 @@ def test_attach_on_a_terminal(term, tmp_path):
         t.wait(r"^2\n>$")
         t.keys("C-d")
         t.wait(r"^detached\n\[exited 0\]")
-        assert get(port) == "hello 2"
+        assert get(port) == (200, "hello 2")
         assert proc.poll() is None
     finally:
         proc.terminate()
