@@ -67,6 +67,22 @@ describe("signal", function()
     assert.are.equal(0, signal.open_handles())
   end)
 
+  it("drops a delivery still queued when the handler stops", function()
+    -- Both handlers' tasks are queued by one delivery; whichever runs
+    -- first stops the other, whose queued call must then not run.
+    local calls, h1, h2 = 0, nil, nil
+    h1 = signal.on("SIGUSR1", function() calls = calls + 1; h2:stop() end)
+    h2 = signal.on("SIGUSR1", function() calls = calls + 1; h1:stop() end)
+    signal.kill(pid, "SIGUSR1")
+    support.wait_for(function() return calls > 0 end, "a handler")
+    for _ = 1, 10 do coroutine.yield() end
+    assert.are.equal(1, calls)
+    assert.are.equal(1, signal.open_handles())
+    h1:stop()
+    h2:stop()
+    assert.are.equal(0, signal.open_handles())
+  end)
+
   it("knows names and numbers", function()
     assert.are.equal("SIGUSR1", signal.name("usr1"))
     assert.are.equal("SIGTERM", signal.name(15))

@@ -352,6 +352,7 @@ Watcher.__index = Watcher
 
 ---Stops the watcher; idempotent.
 function Watcher:stop()
+  self.stopped = true
   if not self.handle:is_closing() then self.handle:close() end
 end
 
@@ -365,13 +366,19 @@ function Watcher:__tostring()
   return ("watcher<%s%s>"):format(self.path, self.handle:is_closing() and " stopped" or "")
 end
 
--- The watcher for a started handle, or the start's error (handle closed).
-local function started(h, path, ok, err)
+-- The watcher, or the start's error (its handle closed).
+local function started(w, ok, err)
   if not ok then
-    h:close()
+    w.handle:close()
     return fail(err)
   end
-  return setmetatable({ handle = h, path = path }, Watcher)
+  return w
+end
+
+-- An event's task: events already queued when :stop() ran are dropped,
+-- so after stop the function is never called again.
+local function run_event(w, fn, ...)
+  if not w.stopped then return fn(...) end
 end
 
 ---Watches `path` (a file or directory) with the OS's change notification
@@ -388,15 +395,16 @@ function M.watch(path, fn, opts)
   check.arg(2, "watch", fn, "function")
   check.opt(3, "watch", opts, "table")
   local h = uv.new_fs_event()
+  local w = setmetatable({ handle = h, path = path }, Watcher)
   local ok, err = h:start(path, { recursive = opts and opts.recursive or false },
     function(werr, filename, events)
       if werr then
-        core.spawn(fn, "error", werr)
+        core.spawn(run_event, w, fn, "error", werr)
       else
-        core.spawn(fn, events.rename and "rename" or "change", filename)
+        core.spawn(run_event, w, fn, events.rename and "rename" or "change", filename)
       end
     end)
-  return started(h, path, ok, err)
+  return started(w, ok, err)
 end
 
 ---Polls `path` every `interval` seconds by stat(): when its metadata
@@ -414,11 +422,12 @@ function M.poll(path, interval, fn)
     error("bad argument #2 to 'poll' (positive number expected)", 2)
   end
   local h = uv.new_fs_poll()
+  local w = setmetatable({ handle = h, path = path }, Watcher)
   local ok, err = h:start(path, math.max(1, math.ceil(interval * 1000)),
     function(perr, prev, curr)
-      if not perr then core.spawn(fn, curr, prev) end
+      if not perr then core.spawn(run_event, w, fn, curr, prev) end
     end)
-  return started(h, path, ok, err)
+  return started(w, ok, err)
 end
 
 return M

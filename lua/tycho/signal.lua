@@ -99,14 +99,17 @@ function M.on(sig, fn)
   local name = check_signal(1, "on", sig)
   check.arg(2, "on", fn, "function")
   local handler = setmetatable({ signal = name }, Handler)
+  -- A delivery already queued when :stop() runs is dropped: after stop,
+  -- fn is never called again.
+  local function run() if handler._stop then return fn(name) end end
   if HOST_OWNED[name] then
     handler._stop = signals.take(function(got)
       if got ~= name then return false end
-      core.spawn(fn, name)
+      core.spawn(run)
       return true
     end)
   else
-    local h, close = uv_signal(name, function() core.spawn(fn, name) end)
+    local h, close = uv_signal(name, function() core.spawn(run) end)
     h:unref()
     handler._stop = close
   end
