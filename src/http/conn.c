@@ -105,6 +105,9 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   return 0;
 }
 
+/* The bytes llhttp_execute is parsing now (see feed). */
+static const char *feed_start, *feed_end;
+
 static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   ty_req *r = CONN(p)->req;
   if (count_head(p, n)) return HPE_USER;
@@ -112,7 +115,14 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   if (!r->in_value) {
     r->in_value = 1;
     s->value = (uint32_t)r->head.len;
+  } else if (at != feed_start || !r->value_cut) {
+    /* llhttp 8 joins obs-fold lines ("X: a\r\n b") into one value. A
+     * second piece of a value that does not start where a read began is
+     * such a fold: refuse it, as RFC 9112 5.2 allows, since a proxy in
+     * front may read the folded line as a header of its own. */
+    return fail(p, 400, "obsolete line folding");
   }
+  r->value_cut = at + n == feed_end;
   if (ty_buf_add(&r->head, at, n)) return HPE_USER;
   s->value_len += (uint32_t)n;
   return 0;
@@ -140,6 +150,9 @@ static int on_headers_complete(llhttp_t *p) {
   r->keep_alive = llhttp_should_keep_alive(p) ? 1 : 0;
   r->head_only = p->method == HTTP_HEAD;
   if (p->http_major != 1) return fail(p, 505, "HTTP version not supported");
+  /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means faulty framing. */
+  if (p->http_minor == 0 && (p->flags & F_TRANSFER_ENCODING))
+    return fail(p, 400, "transfer-encoding in an HTTP/1.0 request");
   if ((p->flags & F_CONTENT_LENGTH) &&
       p->content_length > c->srv->lim.max_body_bytes)
     return fail(p, 413, "content too large");
@@ -160,6 +173,18 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
   return 0;
 }
 
+/* A chunk announced larger than the body limit is refused before its
+ * bytes arrive (and before the handler starts, when the head came with it). */
+static int on_chunk_header(llhttp_t *p) {
+  ty_conn *c = CONN(p);
+  ty_req *r = c->req;
+  uint64_t room = c->srv->lim.max_body_bytes - (r->body_read + r->body.len);
+  if (r->body_read + r->body.len > c->srv->lim.max_body_bytes ||
+      p->content_length > room)
+    return fail(p, 413, "content too large");
+  return 0;
+}
+
 static int on_message_complete(llhttp_t *p) {
   CONN(p)->req->body_done = 1;
   return HPE_PAUSED;
@@ -172,6 +197,7 @@ const llhttp_settings_t ty_http_settings = {
     .on_header_value = on_header_value,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
+    .on_chunk_header = on_chunk_header,
     .on_message_complete = on_message_complete,
 };
 
@@ -225,6 +251,8 @@ static size_t feed(ty_conn *c, const char *data, size_t len) {
   while (used < len && !c->closing && !c->close_after && !busy(c) &&
          !c->upgraded) {
     const char *at = data + used;
+    feed_start = at;
+    feed_end = data + len;
     llhttp_errno_t err = llhttp_execute(&c->parser, at, len - used);
     if (err == HPE_OK) {
       used = len;

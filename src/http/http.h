@@ -52,7 +52,8 @@ struct ty_req {
   int method;     /* llhttp_method_t */
   int http_minor;
   unsigned keep_alive : 1, headers_done : 1, body_done : 1, dispatched : 1,
-      expect_continue : 1, in_value : 1, wait_all : 1, head_only : 1;
+      expect_continue : 1, in_value : 1, wait_all : 1, head_only : 1,
+      value_cut : 1; /* the last value piece ended at the end of a read */
   ty_buf body;
   size_t body_read;  /* how much of body a chunk reader has consumed */
   ty_task *task;

@@ -456,6 +456,9 @@ static int no_body_status(int status) {
   return status < 200 || status == 204 || status == 304;
 }
 
+/* put_head's clen for a streamed HTTP/1.0 body that ends with the close. */
+#define UNKNOWN_LENGTH ((size_t)-1)
+
 /* Writes the status line and headers into the connection's output. */
 static int put_head(ty_req *r, size_t clen, int chunked) {
   ty_conn *c = r->conn;
@@ -485,7 +488,8 @@ static int put_head(ty_req *r, size_t clen, int chunked) {
   if (chunked) {
     static const char te[] = "Transfer-Encoding: chunked\r\n";
     ty_buf_add(&c->out, te, sizeof te - 1);
-  } else if (!r->has_clen && !no_body_status(r->status)) {
+  } else if (!r->has_clen && !no_body_status(r->status) &&
+             clen != UNKNOWN_LENGTH) {
     static const char cl[] = "Content-Length: ";
     char digits[24];
     int d = (int)sizeof digits;
@@ -691,7 +695,7 @@ static void start_stream(ty_req *r) {
   r->res_state = RES_STREAMING;
   r->chunked = !r->has_clen && r->http_minor >= 1;
   if (!r->has_clen && !r->http_minor) r->res_close = 1; /* 1.0: end by close */
-  put_head(r, 0, r->chunked);
+  put_head(r, r->chunked ? 0 : UNKNOWN_LENGTH, r->chunked);
 }
 
 /* res:write(chunk) -> res; streams (chunked unless a length was set) and
