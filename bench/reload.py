@@ -44,6 +44,9 @@ def start(tycho, directory):
     return proc, int(line.rsplit(":", 1)[1]), lines
 
 
+RELOAD_MS = re.compile(r"^reloaded app\.lua in (\d+) ms$")
+
+
 def reloaded(lines):
     return sum(1 for l in lines if l.startswith("reloaded"))
 
@@ -109,6 +112,7 @@ def main():
             while reloaded(lines) == n and time.monotonic() < deadline:
                 time.sleep(0.01)
             ratios, total_failed, done = [], 0, 0
+            mark = len(lines)
 
             def reloads():
                 gap = a.seconds / 22
@@ -132,6 +136,10 @@ def main():
                 print(f"round {r + 1}: steady {steady:.0f} req/s, with 20 saves "
                       f"{loaded:.0f} req/s ({(loaded / steady - 1) * 100:+.1f}%), "
                       f"{f1 + f2} failed")
+            costs = [int(m.group(1)) for m in map(RELOAD_MS.match, lines[mark:]) if m]
+            print(f"reload cost under load (from the 'reloaded' lines): median "
+                  f"{statistics.median(costs)} ms, max {max(costs)} ms, "
+                  f"{sum(costs) / (a.rounds * a.seconds * 10):.2f}% of the loaded windows")
             print(f"{a.rounds * 20} saves, {done} reloads under wrk -c64: median "
                   f"throughput {(statistics.median(ratios) - 1) * 100:+.1f}% of steady "
                   f"state, {total_failed} failed or reset requests")

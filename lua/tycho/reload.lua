@@ -32,7 +32,9 @@ local LOADING = setmetatable({}, { __tostring = function() return "loading" end 
 -- Paths
 
 local function dirname(path)
-  return path:match("^(.*)/[^/]*$") or "."
+  local dir = path:match("^(.*)/[^/]*$")
+  if dir == "" then return "/" end
+  return dir or "."
 end
 
 local function basename(path)

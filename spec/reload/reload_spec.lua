@@ -293,6 +293,38 @@ return function(req, res) res:send(%q) end
     tycho.state.forget("reload_spec.keep")
   end)
 
+  it("lets old code in flight start a timeout but no interval or server", function()
+    local src = [[
+local box = tycho.state("reload_spec.late", function() return {} end)
+return function(req, res)
+  if req.path == "/late" then
+    box.entered = true
+    for _ = 1, 5000 do
+      if box.open then break end
+      tycho.sleep(0.002)
+    end
+    box.timeout = tycho.set_timeout(60000, function() end)
+    box.interval = tycho.set_interval(1, function() end)
+    box.server = tycho.http.serve { port = 0, handler = function() end }
+  end
+  res:send(%q)
+end
+]]
+    tycho.state.forget("reload_spec.late")
+    app = serve { ["app.lua"] = src:format("old") }
+    local box = tycho.state("reload_spec.late")
+    local late = tycho.spawn(curl, app.url .. "/late")
+    support.wait_for(function() return box.entered end, "the request to start")
+    write(app.dir .. "/app.lua", src:format("new"))
+    app.wait_log("^reloaded")
+    box.open = true
+    assert.are.equal("old", late:join())
+    assert.is_true(box.timeout:is_active())
+    assert.is_false(box.interval:is_active())
+    assert.is_true(box.server.closed)
+    box.timeout:stop()
+  end)
+
   it("coalesces a burst of writes into one reload", function()
     app = serve { ["app.lua"] = app_source("0") }
     for i = 1, 5 do write(app.dir .. "/app.lua", app_source(tostring(i))) end
