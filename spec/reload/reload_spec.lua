@@ -31,6 +31,26 @@ local function app_source(body, extra)
   return ("%s\nreturn function(req, res) res:send(%q) end\n"):format(extra or "", body)
 end
 
+-- An app whose request to `path` waits (bounded) until the persistent
+-- table `name` gets .open (setting .entered first), runs the Lua `after`,
+-- then answers `body`.
+local function gated_app(name, path, after, body)
+  return ([[
+local gate = tycho.state(%q, function() return {} end)
+return function(req, res)
+  if req.path == %q then
+    gate.entered = true
+    for _ = 1, 5000 do
+      if gate.open then break end
+      tycho.sleep(0.002)
+    end
+%s
+  end
+  res:send(%q)
+end
+]]):format(name, path, after, body)
+end
+
 -- A served app: dir, reloader, server, url and the reloader's log lines.
 local function serve(files, opts)
   local dir = support.tmpdir("reload")
@@ -140,26 +160,15 @@ end
   end)
 
   it("lets a request started before the reload finish on the old code", function()
-    local src = [[
-local gate = tycho.state("reload_spec.gate", function() return {} end)
-return function(req, res)
-  if req.path == "/slow" then
-    gate.entered = true
-    for _ = 1, 5000 do
-      if gate.open then break end
-      tycho.sleep(0.002)
+    local function src(body)
+      return gated_app("reload_spec.gate", "/slow", ("return res:send(%q)"):format(body .. " slow"), body)
     end
-    return res:send(%q .. " slow")
-  end
-  res:send(%q)
-end
-]]
     tycho.state.forget("reload_spec.gate")
-    app = serve { ["app.lua"] = src:format("old", "old") }
+    app = serve { ["app.lua"] = src("old") }
     local gate = tycho.state("reload_spec.gate")
     local slow = tycho.spawn(curl, app.url .. "/slow")
     support.wait_for(function() return gate.entered end, "the slow request to start")
-    write(app.dir .. "/app.lua", src:format("new", "new"))
+    write(app.dir .. "/app.lua", src("new"))
     app.wait_log("^reloaded")
     assert.are.equal("new", curl(app.url))
     gate.open = true
@@ -294,28 +303,18 @@ return function(req, res) res:send(%q) end
   end)
 
   it("lets old code in flight start a timeout but no interval or server", function()
-    local src = [[
-local box = tycho.state("reload_spec.late", function() return {} end)
-return function(req, res)
-  if req.path == "/late" then
-    box.entered = true
-    for _ = 1, 5000 do
-      if box.open then break end
-      tycho.sleep(0.002)
+    local function src(body)
+      return gated_app("reload_spec.late", "/late", [[
+    gate.timeout = tycho.set_timeout(60000, function() end)
+    gate.interval = tycho.set_interval(1, function() end)
+    gate.server = tycho.http.serve { port = 0, handler = function() end }]], body)
     end
-    box.timeout = tycho.set_timeout(60000, function() end)
-    box.interval = tycho.set_interval(1, function() end)
-    box.server = tycho.http.serve { port = 0, handler = function() end }
-  end
-  res:send(%q)
-end
-]]
     tycho.state.forget("reload_spec.late")
-    app = serve { ["app.lua"] = src:format("old") }
+    app = serve { ["app.lua"] = src("old") }
     local box = tycho.state("reload_spec.late")
     local late = tycho.spawn(curl, app.url .. "/late")
     support.wait_for(function() return box.entered end, "the request to start")
-    write(app.dir .. "/app.lua", src:format("new"))
+    write(app.dir .. "/app.lua", src("new"))
     app.wait_log("^reloaded")
     box.open = true
     assert.are.equal("old", late:join())
