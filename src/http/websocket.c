@@ -37,6 +37,7 @@
 #define WS_CLOSE_TIMEOUT_MS 5000          /* wait for the peer's close */
 #define WS_QUEUE_HIGH (1024 * 1024)       /* unreceived bytes: stop reading */
 #define WS_HEAD_MAX (16 * 1024)           /* client: response head */
+#define WS_LINGER_MS 2000 /* after our FIN: read and drop until the peer's */
 
 enum { ST_CONNECTING, ST_OPEN, ST_CLOSING, ST_CLOSED };
 enum { OP_CONT = 0, OP_TEXT = 1, OP_BINARY = 2, OP_CLOSE = 8, OP_PING = 9,
@@ -70,7 +71,8 @@ typedef struct ty_ws {
   int frag_op;
   int state;
   unsigned client : 1, writing : 1, shut : 1, shutting : 1, handler_done : 1,
-      boxed : 1, timer_open : 1, read_paused : 1, taken : 1;
+      boxed : 1, timer_open : 1, read_paused : 1, taken : 1, eof : 1,
+      lingered : 1;
   size_t max_message;
   uint64_t ping_ms, idle_ms, last_rx, last_ping, close_deadline;
   uint64_t ping_sent_ns;
@@ -285,18 +287,29 @@ static void release_stream(ty_ws *ws) {
 /* Ends the connection now, without a close handshake (1006). */
 static void abort_ws(ty_ws *ws, int code, const char *why) {
   set_closed(ws, code, why, strlen(why));
-  ws->shut = 1;
+  ws->shut = ws->eof = 1;
   if (ws->stream) uv_read_stop(ws->stream);
   release_stream(ws);
   wake_all(ws);
 }
 
+/* Our FIN is out: the socket closes when the peer's arrives, or after the
+ * linger time. Closing with unread bytes would send a reset, which can
+ * destroy our close frame before the peer reads it. */
+static void maybe_release(ty_ws *ws) {
+  if (ws->shut && (ws->eof || ws->lingered)) release_stream(ws);
+}
+
+static void on_timer(uv_timer_t *t);
+
 static void on_shutdown(uv_shutdown_t *s, int status) {
   ty_ws *ws = s->data;
-  (void)status;
   ws->shut = 1;
   ws->shutting = 0;
-  release_stream(ws);
+  if (status < 0) ws->eof = 1;
+  if (ws->timer_open && !uv_is_closing((uv_handle_t *)&ws->timer))
+    uv_timer_start(&ws->timer, on_timer, WS_LINGER_MS, 0);
+  maybe_release(ws);
 }
 
 /* After the close handshake: send what is queued, then FIN. */
@@ -307,7 +320,7 @@ static void finish(ty_ws *ws) {
   ws->sreq.data = ws;
   if (uv_shutdown(&ws->sreq, ws->stream, on_shutdown) != 0) {
     ws->shutting = 0;
-    ws->shut = 1;
+    ws->shut = ws->eof = 1;
     release_stream(ws);
   }
 }
@@ -419,7 +432,6 @@ static void fail(ty_ws *ws, int code, const char *why) {
   if (ws->state == ST_OPEN) put_close(ws, code, why, strlen(why));
   set_closed(ws, code, why, strlen(why));
   ws->in.len = 0;
-  if (ws->stream) uv_read_stop(ws->stream);
   flush(ws);
   finish(ws);
   wake_all(ws);
@@ -427,8 +439,6 @@ static void fail(ty_ws *ws, int code, const char *why) {
 
 /* ---------------------------------------------------------------------- */
 /* Timer: handshake timeout, keep-alive pings, idle and close timeouts    */
-
-static void on_timer(uv_timer_t *t);
 
 static void arm(ty_ws *ws) {
   if (!ws->timer_open || uv_is_closing((uv_handle_t *)&ws->timer)) return;
@@ -448,6 +458,11 @@ static void arm(ty_ws *ws) {
 static void on_timer(uv_timer_t *t) {
   ty_ws *ws = t->data;
   uint64_t now = uv_now(t->loop);
+  if (ws->state == ST_CLOSED) { /* the linger time after our FIN is over */
+    ws->lingered = 1;
+    maybe_release(ws);
+    return;
+  }
   if (ws->state == ST_CONNECTING) {
     ws->hs_err = UV_ETIMEDOUT;
     abort_ws(ws, 1006, "handshake timed out");
@@ -524,7 +539,6 @@ static void on_close_frame(ty_ws *ws, const unsigned char *p, size_t len) {
   if (ws->state == ST_OPEN) /* echo the code: the handshake completes */
     put_close(ws, code == 1005 ? 0 : code, "", 0);
   set_closed(ws, code, len > 2 ? (const char *)p + 2 : "", len > 2 ? len - 2 : 0);
-  if (ws->stream) uv_read_stop(ws->stream);
   flush(ws);
   finish(ws);
 }
@@ -661,6 +675,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   ty_ws *ws = s->data;
   if (nread < 0) {
     if (ws->state == ST_CONNECTING) ws->hs_err = (int)nread;
+    if (ws->state == ST_CLOSED) { /* the peer's FIN after the handshake */
+      ws->eof = 1;
+      uv_read_stop(s);
+      maybe_release(ws);
+      return;
+    }
     abort_ws(ws, 1006, "connection lost");
     return;
   }
@@ -670,7 +690,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     handshake_read(ws);
     return;
   }
-  if (ws->state == ST_CLOSED) return;
+  if (ws->state == ST_CLOSED) return; /* lingering: dropped */
   if (ws->in.len == 0) {
     process(ws, (unsigned char *)buf->base, (size_t)nread, 0);
   } else if (ty_buf_add(&ws->in, buf->base, (size_t)nread) != 0) {
@@ -745,8 +765,8 @@ void ty_ws_handler_done(ty_conn *c) {
     ws->close_deadline = uv_now(ty_loop()) + WS_CLOSE_TIMEOUT_MS;
     flush(ws);
     arm(ws);
-  } else if (ws->state == ST_CLOSED && (ws->shut || !ws->stream)) {
-    release_stream(ws);
+  } else if (ws->state == ST_CLOSED) {
+    maybe_release(ws);
   }
 }
 
