@@ -75,7 +75,7 @@ end)
 -- SSE: events numbered after Last-Event-ID; `count` of them, then the
 -- stream ends (the client reconnects for more).
 app:get("/events", function(req, res)
-  local last = tonumber(req:header("last-event-id")) or 0
+  local last = tonumber((req:header("last-event-id"))) or 0
   local count = tonumber(req.query.count) or 3
   local stream = res:sse { heartbeat = false }
   for i = last + 1, last + count do
