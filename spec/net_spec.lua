@@ -69,6 +69,23 @@ describe("tcp", function()
     srv:close()
   end)
 
+  it("reads a 10 MiB block exactly, across many kernel reads", function()
+    local piece = ("0123456789abcdef"):rep(4096)
+    local srv = assert(net.listen{ port = 0, handler = function(conn)
+      for i = 1, 160 do conn:write(piece:sub(1, -2) .. string.char(65 + i % 26)) end
+    end })
+    local c <close> = assert(net.connect("127.0.0.1", srv.port))
+    local t0 = tycho.hrtime()
+    local block = assert(c:read_exactly(160 * #piece))
+    assert.are.equal(160 * #piece, #block)
+    assert.are.equal("B", block:sub(#piece, #piece))
+    assert.are.equal(string.char(65 + 160 % 26), block:sub(-1))
+    assert.is_nil(c:read())
+    local ms = (tycho.hrtime() - t0) / 1e6
+    assert.is_true(ms < 10000, "took " .. ms .. " ms")
+    srv:close()
+  end)
+
   it("iterates lines, returning an unterminated last line", function()
     local srv = assert(net.listen{ port = 0, handler = function(conn)
       conn:write("one\ntwo\r\nthree")

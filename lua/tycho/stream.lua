@@ -89,8 +89,10 @@ local function new_state(handle, kind)
   local s = {
     h = handle,
     kind = kind,     -- "tcp", "pipe"
-    buf = "",        -- unread bytes are buf:sub(pos)
+    buf = "",        -- unread bytes are buf:sub(pos), then the pieces in more
     pos = 1,
+    more = {},       -- pieces read since the last flatten (no quadratic concat)
+    nmore = 0,
     eof = false,
     err = nil,       -- a read error, reported once the buffer is drained
     reading = false,
@@ -106,9 +108,9 @@ local function new_state(handle, kind)
     if err then
       s.err, s.eof = err, true
     elseif data then
-      if s.pos > 1 then s.buf, s.pos = s.buf:sub(s.pos), 1 end
-      s.buf = s.buf .. data
-      if #s.buf >= s.read_hwm then s.reading = false; s.h:read_stop() end
+      s.more[#s.more + 1] = data
+      s.nmore = s.nmore + #data
+      if #s.buf - s.pos + 1 + s.nmore >= s.read_hwm then s.reading = false; s.h:read_stop() end
     else
       s.eof = true
     end
@@ -122,7 +124,14 @@ local function new_state(handle, kind)
   return s
 end
 
-local function buffered(s) return #s.buf - s.pos + 1 end
+local function buffered(s) return #s.buf - s.pos + 1 + s.nmore end
+
+-- Joins the unread bytes into s.buf (from s.pos = 1).
+local function flatten(s)
+  if s.nmore == 0 then return end
+  s.buf = s.buf:sub(s.pos) .. table.concat(s.more)
+  s.pos, s.more, s.nmore = 1, {}, 0
+end
 
 local function close_state(s)
   if s.closed then return end
@@ -163,6 +172,7 @@ local function fill(s)
 end
 
 local function take(s, n)
+  if n > #s.buf - s.pos + 1 then flatten(s) end
   local out = s.buf:sub(s.pos, s.pos + n - 1)
   s.pos = s.pos + #out
   if s.pos > #s.buf then s.buf, s.pos = "", 1 end
@@ -226,6 +236,7 @@ function Stream:read_line()
   local s = state(self, "read_line")
   local scanned = 0 -- bytes after s.pos already known to hold no "\n"
   while true do
+    flatten(s)
     local nl = s.buf:find("\n", s.pos + scanned, true)
     if nl then
       local line = take(s, nl - s.pos + 1)

@@ -89,6 +89,22 @@ describe("http client against Tycho's server", function()
     srv:close()
   end)
 
+  it("serves concurrent requests from several tasks, then pools their connections", function()
+    local srv = assert(http.serve{ port = 0, handler = function(req) return req.path end })
+    local base = "http://127.0.0.1:" .. srv.port
+    local tasks = {}
+    for i = 1, 8 do
+      tasks[i] = tycho.spawn(function() return assert(http.get(base .. "/t" .. i)).body end)
+    end
+    for i = 1, 8 do assert.are.equal("/t" .. i, tasks[i]:join()) end
+    assert.are.equal(8, client.stats.connections)
+    assert.are.equal(8, client.idle_count("127.0.0.1:" .. srv.port))
+    assert.are.equal("/again", assert(http.get(base .. "/again")).body)
+    assert.are.equal(8, client.stats.connections) -- served from the pool
+    client.close_idle()
+    srv:close()
+  end)
+
   it("returns 404s and other statuses as responses, not errors", function()
     local srv = assert(http.serve{ port = 0, handler = function() return 404, {}, "nope" end })
     local res = assert(http.get("http://127.0.0.1:" .. srv.port .. "/missing"))
