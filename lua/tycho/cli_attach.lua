@@ -156,7 +156,6 @@ function M.main(args)
   local untake = signals.take(function(sig)
     if sig ~= "SIGINT" then return false end
     if reader.line and reader.line.interrupt() then return true end
-    if reader.interactive then io.stdout:write("\n") end -- after the echoed ^C
     link:send({ t = "int" })
     return true
   end)

@@ -40,12 +40,14 @@ end
 local function interactive(reader, s)
   local line = reader.line
   local restore_print = wrap_print(line)
+  -- Ctrl-C also reaches inputs that never yield (see line.guard).
+  s.guard, s.unguard = line.guard, line.unguard
   local untake = signals.take(function(sig)
     if sig ~= "SIGINT" then return false end
+    local took = line.took_sigint() -- it already stopped an input that did not yield
     if s.running then
-      io.stdout:write("\n")
       s:interrupt()
-    else
+    elseif not took then
       line.interrupt()
     end
     return true

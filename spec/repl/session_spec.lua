@@ -122,6 +122,43 @@ describe("repl session", function()
     assert.is_nil(env.finished)
   end)
 
+  it("runs inputs under a guard with the same results, errors and _", function()
+    local out, err, events = {}, {}, {}
+    local s = session.new({
+      env = setmetatable({}, { __index = _G }),
+      write = function(t) out[#out + 1] = t end,
+      write_err = function(t) err[#err + 1] = t end,
+      guard = function()
+        events[#events + 1] = "guard:" .. tostring(tycho.in_task())
+      end,
+      unguard = function()
+        events[#events + 1] = "unguard"
+        return false
+      end,
+    })
+    s:feed("1, 'two'")
+    s:feed("_")
+    s:feed("x = 1")
+    s:feed("error('boom')")
+    assert.are.equal('1\t"two"\n1\n', table.concat(out))
+    local e = table.concat(err)
+    assert.matches("^repl:1: boom\nstack traceback:\n\t%[C%]: in function 'error'\n\trepl:1: in main chunk\n$", e)
+    assert.are.same({ "guard:true", "unguard", "guard:true", "unguard", "guard:true", "unguard",
+      "guard:true", "unguard" }, events)
+  end)
+
+  it("reports an input its guard interrupted as cancelled", function()
+    local err = {}
+    local s = session.new({
+      write = function() end,
+      write_err = function(t) err[#err + 1] = t end,
+      guard = function() end,
+      unguard = function() return true end,
+    })
+    s:feed("error('interrupted', 0)")
+    assert.are.equal("cancelled\n", table.concat(err))
+  end)
+
   it("drops an unfinished chunk on interrupt", function()
     local s, feed, out = new_session()
     feed("function g()")

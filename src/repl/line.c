@@ -15,6 +15,7 @@
 
 #include <editline/readline.h>
 #include <lauxlib.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -258,6 +259,86 @@ static int editor_init(lua_State *L) {
 }
 
 /* ---------------------------------------------------------------------- */
+/* Ctrl-C for inputs that never yield                                     */
+
+/* SIGINT reaches Lua through the loop (the host's uv_signal_t), which an
+ * input stuck in `while true do end` never lets run. So while an input
+ * runs, our handler goes in front of libuv's: it sets a debug hook on the
+ * input's coroutine that raises at its next instruction (as lua.c does),
+ * then hands the signal on to libuv's handler as usual. */
+static struct sigaction prev_sigint;
+static int guard_on;               /* our handler installed */
+static lua_State *volatile guarded; /* the coroutine of the running input */
+static int guarded_ref = LUA_NOREF; /* keeps it alive while guarded */
+static volatile sig_atomic_t guard_hit;
+
+static void on_guard_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  if (L == guarded) luaL_error(L, "interrupted");
+}
+
+static void on_sigint(int sig, siginfo_t *info, void *uc) {
+  lua_State *L = guarded;
+  if (L) {
+    lua_sethook(L, on_guard_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT,
+                1);
+    guard_hit = 1;
+  }
+  if (prev_sigint.sa_flags & SA_SIGINFO)
+    prev_sigint.sa_sigaction(sig, info, uc);
+  else if (prev_sigint.sa_handler != SIG_DFL &&
+           prev_sigint.sa_handler != SIG_IGN)
+    prev_sigint.sa_handler(sig);
+}
+
+/* guard(): called from inside the task of an input, guards its coroutine
+ * until unguard(). */
+static int l_guard(lua_State *L) {
+  if (!ty_task_current(L))
+    return luaL_error(L, "guard must be called inside a task");
+  if (!guard_on) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigfillset(&sa.sa_mask);
+    sa.sa_sigaction = on_sigint;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    if (sigaction(SIGINT, &sa, &prev_sigint) != 0)
+      return luaL_error(L, "cannot watch SIGINT");
+    guard_on = 1;
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, guarded_ref);
+  lua_pushthread(L);
+  guarded_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  guard_hit = 0;
+  guarded = L;
+  return 0;
+}
+
+/* unguard() -> true if a SIGINT hooked the input since guard(). */
+static int l_unguard(lua_State *L) {
+  lua_State *co = guarded;
+  guarded = NULL;
+  if (guard_on) {
+    sigaction(SIGINT, &prev_sigint, NULL);
+    guard_on = 0;
+  }
+  if (co) lua_sethook(co, NULL, 0, 0); /* it may go back to the task pool */
+  luaL_unref(L, LUA_REGISTRYINDEX, guarded_ref);
+  guarded_ref = LUA_NOREF;
+  lua_pushboolean(L, guard_hit);
+  return 1;
+}
+
+/* took_sigint() -> true once after a SIGINT that hooked a guarded input:
+ * the signal takers then know it has been dealt with. */
+static int l_took_sigint(lua_State *L) {
+  lua_pushboolean(L, guard_hit);
+  guard_hit = 0;
+  return 1;
+}
+
+/* ---------------------------------------------------------------------- */
 /* Lua API                                                                */
 
 /* read(prompt) -> line | nil (end of input) | false, partial (interrupt).
@@ -434,6 +515,9 @@ int ty_repl_line_open(lua_State *L) {
                                    {"history", l_history},
                                    {"close", l_close},
                                    {"modules", l_modules},
+                                   {"guard", l_guard},
+                                   {"unguard", l_unguard},
+                                   {"took_sigint", l_took_sigint},
                                    {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;

@@ -189,6 +189,17 @@ def test_ctrl_c_cancels_a_sleeping_line(term):
     assert not re.search(r"^finished$", t.screen(), re.M)
 
 
+def test_ctrl_c_stops_inputs_that_never_yield(term):
+    t = repl(term)
+    for i in range(2):  # the second time proves the first left nothing behind
+        t.line(f"print('spinning{i}') while true do end")
+        t.wait(rf"^spinning{i}$")
+        t.keys("C-c")
+        t.wait(rf"^spinning{i}\ncancelled\n>$")
+        t.enter(f"'back{i}'")
+        t.wait(rf'^"back{i}"\n>$')
+
+
 def test_ctrl_c_twice_at_an_empty_prompt_exits(term):
     t = repl(term)
     t.type("half typed")

@@ -28,8 +28,10 @@ empty prompt, press it twice to leave. `_` holds the last result.
 ]]
 
 ---Creates a session.
----@param opts {env?: table, write?: fun(s: string), write_err?: fun(s: string), color?: boolean, name?: string}
+---@param opts {env?: table, write?: fun(s: string), write_err?: fun(s: string), color?: boolean, name?: string, guard?: function, unguard?: function}
 ---  `write` receives results, `write_err` errors; both default to stdio.
+---  `guard()` runs first thing in each input's task and `unguard()` after
+---  it (returning true when it interrupted the input).
 ---@return table session
 function M.new(opts)
   opts = opts or {}
@@ -39,6 +41,8 @@ function M.new(opts)
     write = opts.write or function(text) io.stdout:write(text) io.stdout:flush() end,
     write_err = opts.write_err or function(text) io.stderr:write(text) io.stderr:flush() end,
     color = opts.color or false,
+    guard = opts.guard,
+    unguard = opts.unguard,
     name = opts.name or "=repl",
     buffer = nil,   -- lines of an incomplete chunk
     running = nil,  -- handle of the task running an input
@@ -83,19 +87,42 @@ local function error_text(err, opts)
   return "error: " .. printer.format(err, opts)
 end
 
+-- The traceback of an error inside a guarded input, without the frames
+-- of the REPL itself (from xpcall down).
+local function traceback(err)
+  if type(err) ~= "string" then return err end
+  return (debug.traceback(err, 2):gsub("\n%s*%[C%]: in function 'xpcall'.*$", ""))
+end
+
+-- With a guard (the terminal REPL's Ctrl-C for inputs that never yield),
+-- the task arms it first and runs the input under xpcall: an error raised
+-- from a debug hook must end in a protected call, or the coroutine, which
+-- goes back to the task pool, would never run hooks again.
+local function guarded(guard, fn)
+  return function(...)
+    guard()
+    return xpcall(fn, traceback, ...)
+  end
+end
+
 ---Runs fn as a task, waits for it and prints its results or its error.
 function Session:run(fn, ...)
-  local h = core.spawn(fn, ...)
+  local h = core.spawn(self.guard and guarded(self.guard, fn) or fn, ...)
   self.running, self.cancelled = h, false
   local r = table.pack(pcall(h.join, h))
   self.running = nil
+  local hit = self.unguard and self.unguard()
+  local first = 2 -- index of the first result in r
+  if r[1] and self.guard then
+    if r[2] then first = 3 else r = { false, r[3], n = 2 } end
+  end
   if not r[1] then
-    if self.cancelled then return self:error("cancelled") end
+    if self.cancelled or hit then return self:error("cancelled") end
     return self:error(error_text(r[2], { color = false }))
   end
-  if r.n <= 1 then return end
-  self.env._ = r[2]
-  local values = table.pack(table.unpack(r, 2, r.n))
+  if r.n < first then return end
+  self.env._ = r[first]
+  local values = table.pack(table.unpack(r, first, r.n))
   self.write(printer.format_all(values, { color = self.color }) .. "\n")
 end
 
