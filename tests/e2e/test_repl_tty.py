@@ -111,6 +111,15 @@ def repl(term, **kw):
     return t
 
 
+def test_bare_tycho_on_a_terminal_opens_the_repl(term):
+    t = term()
+    t.wait(r"^Tycho .* type \.help")
+    t.line("tycho.version")
+    t.wait(r'^"\d+\.\d+\.\d+"\n>$')
+    t.line(".exit")
+    t.wait(r"^\[exited 0\]")
+
+
 def test_prompt_result_and_continuation_prompt(term):
     t = repl(term)
     t.line("1 + 1")
