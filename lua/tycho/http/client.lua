@@ -229,7 +229,7 @@ local function connect(u, deadline, opts)
   local conn, err, code = net.connect(u.host, u.port, { timeout = ctimeout })
   if not conn then return nil, err, code end
   M.stats.connections = M.stats.connections + 1
-  return { conn = conn, parser = response_parser.new{ max_header_bytes = opts.max_header_bytes } }
+  return { conn = conn, parser = response_parser.new() }
 end
 
 local IDEMPOTENT = { GET = true, HEAD = true, OPTIONS = true, PUT = true, DELETE = true, TRACE = true }
@@ -248,6 +248,9 @@ local function exchange(method, u, head, body, deadline, opts)
       if not entry then return nil, err, code end
     end
     entry.received, entry.got_eof, entry.extra = false, false, nil
+    if opts.max_header_bytes then -- this request's own limit, not the pooled one
+      entry.parser = response_parser.new{ max_header_bytes = opts.max_header_bytes }
+    end
     entry.parser:reset(method == "HEAD")
     local conn = entry.conn
     conn:set_timeout(seconds_left(deadline))
