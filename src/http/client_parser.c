@@ -31,8 +31,8 @@
 
 typedef struct {
   llhttp_t p;
-  lua_State *L;  /* set for the duration of one execute/finish */
-  int st;        /* absolute index of the state table on L */
+  lua_State *L; /* set for the duration of one execute/finish */
+  int st;       /* absolute index of the state table on L */
   size_t head_bytes, max_head_bytes;
   int nheaders, max_headers, nbody;
   const char *too_large; /* why a limit stopped the parse, or NULL */
@@ -62,28 +62,32 @@ static void append(rparser *rp, const char *key, const char *at, size_t len) {
 /* Counts head bytes; past the limit the parse fails with a clear reason. */
 static int count_head(rparser *rp, size_t len) {
   rp->head_bytes += len;
-  if (rp->head_bytes <= rp->max_head_bytes) return 0;
+  if (rp->head_bytes <= rp->max_head_bytes)
+    return 0;
   rp->too_large = "response headers too large";
   return -1;
 }
 
 static int on_status(llhttp_t *p, const char *at, size_t len) {
   rparser *rp = from(p);
-  if (count_head(rp, len)) return -1;
+  if (count_head(rp, len))
+    return -1;
   append(rp, F_REASON, at, len);
   return 0;
 }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   rparser *rp = from(p);
-  if (count_head(rp, len)) return -1;
+  if (count_head(rp, len))
+    return -1;
   append(rp, F_FIELD, at, len);
   return 0;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   rparser *rp = from(p);
-  if (count_head(rp, len)) return -1;
+  if (count_head(rp, len))
+    return -1;
   append(rp, F_VALUE, at, len);
   return 0;
 }
@@ -203,8 +207,8 @@ static int l_reset(lua_State *L) {
 
 /* Pushes nil, reason, code for the parser's error; returns 3. */
 static int push_error(lua_State *L, rparser *rp, llhttp_errno_t err) {
-  const char *reason = rp->too_large ? rp->too_large
-                                     : llhttp_get_error_reason(&rp->p);
+  const char *reason =
+      rp->too_large ? rp->too_large : llhttp_get_error_reason(&rp->p);
   lua_pushnil(L);
   lua_pushfstring(L, "invalid HTTP response: %s", reason ? reason : "error");
   lua_pushstring(L, rp->too_large ? "ETOOLARGE" : llhttp_errno_name(err));
@@ -229,7 +233,8 @@ static int l_execute(lua_State *L) {
   rparser *rp = check_parser(L);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
-  if (rp->done) return luaL_error(L, "response complete: call reset first");
+  if (rp->done)
+    return luaL_error(L, "response complete: call reset first");
   llhttp_errno_t err = with_state(L, rp, data, len, 0);
   if (err == HPE_OK) {
     lua_pushinteger(L, (lua_Integer)len);
@@ -252,7 +257,8 @@ static int l_finish(lua_State *L) {
     return 1;
   }
   llhttp_errno_t err = with_state(L, rp, NULL, 0, 1);
-  if (err != HPE_OK && err != HPE_PAUSED) return push_error(L, rp, err);
+  if (err != HPE_OK && err != HPE_PAUSED)
+    return push_error(L, rp, err);
   lua_pushboolean(L, rp->done);
   return 1;
 }
@@ -260,7 +266,8 @@ static int l_finish(lua_State *L) {
 /* p:status() -> code, reason (nil before the status line is parsed) */
 static int l_status(lua_State *L) {
   rparser *rp = check_parser(L);
-  if (!rp->headers_done) return 0;
+  if (!rp->headers_done)
+    return 0;
   lua_pushinteger(L, llhttp_get_status_code(&rp->p));
   lua_getiuservalue(L, 1, 1);
   if (lua_getfield(L, -1, F_REASON) != LUA_TSTRING) {
@@ -274,7 +281,8 @@ static int l_status(lua_State *L) {
 /* p:version() -> "1.1" or "1.0" once the headers are parsed */
 static int l_version(lua_State *L) {
   rparser *rp = check_parser(L);
-  if (!rp->headers_done) return 0;
+  if (!rp->headers_done)
+    return 0;
   lua_pushfstring(L, "%d.%d", (int)llhttp_get_http_major(&rp->p),
                   (int)llhttp_get_http_minor(&rp->p));
   return 1;
@@ -326,13 +334,17 @@ static int l_keep_alive(lua_State *L) {
 }
 
 int ty_http_response_parser_open(lua_State *L) {
-  static const luaL_Reg methods[] = {
-      {"reset", l_reset},       {"execute", l_execute},
-      {"finish", l_finish},     {"status", l_status},
-      {"version", l_version},   {"headers", l_headers},
-      {"body", l_body},         {"headers_done", l_headers_done},
-      {"done", l_done},         {"keep_alive", l_keep_alive},
-      {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"reset", l_reset},
+                                     {"execute", l_execute},
+                                     {"finish", l_finish},
+                                     {"status", l_status},
+                                     {"version", l_version},
+                                     {"headers", l_headers},
+                                     {"body", l_body},
+                                     {"headers_done", l_headers_done},
+                                     {"done", l_done},
+                                     {"keep_alive", l_keep_alive},
+                                     {NULL, NULL}};
   static const luaL_Reg funcs[] = {{"new", l_new}, {NULL, NULL}};
   llhttp_settings_init(&settings);
   settings.on_status = on_status;
