@@ -16,8 +16,9 @@ from conftest import TYCHO
 def start_script(tmp_path, code, *args):
     script = tmp_path / "script.lua"
     script.write_text(code)
+    env = dict(os.environ, TYCHO_E2E="from-python")
     p = subprocess.Popen([TYCHO, str(script), *map(str, args)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True, env=env)
     return p
 
 
@@ -189,3 +190,18 @@ local child = assert(tycho.process.spawn("sleep", {"60"}))
 print(child:kill("SIGTERM"), child:wait())
 """)
     assert finish(p).splitlines() == ["got:value\toops\t4", "true\t143\tSIGTERM"]
+
+
+def test_process_exit_code_and_env(tmp_path):
+    p = start_script(tmp_path, r"""
+print(tycho.process.pid, tycho.process.env.TYCHO_E2E, tycho.process.cwd())
+io.stdout:flush()
+tycho.process.exit(3)
+print("not reached")
+""")
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 3, err
+    pid, value, cwd = out.split()
+    assert int(pid) == p.pid
+    assert value == "from-python"
+    assert cwd == os.getcwd()
