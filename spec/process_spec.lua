@@ -111,6 +111,16 @@ describe("process.exec", function()
     assert.are.equal(#input, #out)
   end)
 
+  it("copes with a child that exits without reading its input", function()
+    local big = ("i"):rep(1024 * 1024)
+    for _ = 1, 3 do
+      local out, err, code = process.exec("sh", { "-c", "echo quick" }, { input = big })
+      assert.are.equal("quick\n", out)
+      assert.are.equal("", err)
+      assert.are.equal(0, code)
+    end
+  end)
+
   it("kills the child when the timeout passes", function()
     local t0 = tycho.hrtime()
     local _, _, code, sig = process.exec("sleep", { "30" }, { timeout = 0.05 })

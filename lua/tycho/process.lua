@@ -194,9 +194,13 @@ function M.exec(cmd, args, opts)
   local errs = core.spawn(drain, p.stderr)
   if opts.input then
     core.spawn(function()
-      p.stdin:write(opts.input)
-      p.stdin:shutdown()
-      p.stdin:close()
+      -- exec may be over (the child exited without reading) before this
+      -- runs or while it waits: then the pipe is closed under it.
+      local stdin = p.stdin
+      if not stdin:is_closed() and stdin:write(opts.input) and not stdin:is_closed() then
+        stdin:shutdown()
+      end
+      stdin:close()
     end)
   end
   local killer
