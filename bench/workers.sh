@@ -50,9 +50,24 @@ stop() {
   SERVER_PID=""
 }
 
-run_wrk() { # prints requests/s
+# CPU time (clock ticks) used so far by the server: the process and its
+# workers.
+cpu_ticks() {
+  local total=0 p
+  for p in "$SERVER_PID" $(pgrep -P "$SERVER_PID" || true); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+
+run_wrk() { # prints "requests/s server-CPU-seconds-per-second"
+  local before after
+  before=$(cpu_ticks)
   wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$PORT/" >"$TMP/wrk"
-  awk '/^Requests\/sec/ {print $2}' "$TMP/wrk"
+  after=$(cpu_ticks)
+  echo "$(awk '/^Requests\/sec/ {print $2}' "$TMP/wrk")" \
+    "$(awk -v a="$after" -v b="$before" -v t="$(getconf CLK_TCK)" -v d="$DURATION" \
+      'BEGIN {printf "%.2f", (a - b) / t / d}')"
 }
 
 echo "cores: $(nproc); wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s on the same machine; $ROUNDS rounds"
@@ -67,9 +82,10 @@ for round in $(seq "$ROUNDS"); do
       workers2) start --workers 2 ;;
     esac
     wrk -t1 -c8 -d1s "http://127.0.0.1:$PORT/" >/dev/null # warm-up
-    rps=$(run_wrk)
+    read -r rps cores < <(run_wrk)
     stop
-    echo "round $round $cfg: $rps req/s"
+    echo "round $round $cfg: $rps req/s, server used $cores cores," \
+      "$(awk -v r="$rps" -v c="$cores" 'BEGIN {printf "%.0f", r / c}') req per CPU-second"
     prev=${best[$cfg]:-0}
     best[$cfg]=$(awk -v a="$rps" -v b="$prev" 'BEGIN {print (a > b) ? a : b}')
   done

@@ -248,3 +248,29 @@ def test_repl_socket_per_worker(tmp_path):
         assert int(float(r.stdout.strip().splitlines()[-1])) in worker_pids(s, 2)
         s.signal(signal.SIGTERM)
         assert s.wait() == 0
+
+
+def test_watch_reloads_in_every_worker(tmp_path):
+    app = tmp_path / "app.lua"
+    src = ('return function(req) return "%s " .. math.tointeger(tycho.uv.os_getpid()) end\n')
+    app.write_text(src % "v1")
+    with Server(app, "--workers", "2", "--watch") as s:
+        def answers():
+            seen = {}
+            for _ in range(400):
+                word, pid = get(s, "/")[1].split()
+                seen[int(pid)] = word
+                if len(seen) == 2:
+                    return seen
+            raise AssertionError(seen)
+        pids = set(answers())
+        assert set(answers().values()) == {"v1"}
+        tmp = tmp_path / "app.lua.tmp"
+        tmp.write_text(src % "v2")
+        os.rename(tmp, app)  # an editor's atomic save
+        s.wait_stderr(rb"reloaded app\.lua[^\n]*\n[\s\S]*reloaded app\.lua")
+        after = answers()
+        assert set(after) == pids  # the same processes, reloaded in place
+        assert set(after.values()) == {"v2"}
+        s.signal(signal.SIGTERM)
+        assert s.wait() == 0
