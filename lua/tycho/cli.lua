@@ -18,6 +18,9 @@ usage: tycho [options] [script.lua [args...]]
 
   run APP.lua       run APP.lua; if it returns a handler or router, serve it
                     over HTTP (default 127.0.0.1:8080; --port 0 picks a port)
+                    run options: --workers N|auto, --grace SECONDS,
+                    --access-log PATH|-, --log-level LEVEL, --watch,
+                    --repl PATH (docs/operations.md)
   test [PATH...]    run busted specs inside the host (default: spec/)
   repl              interactive prompt with the event loop running behind it
   attach PATH       REPL inside the process serving the Unix socket PATH
