@@ -159,8 +159,12 @@ function on_exit(w, code, sig)
     return
   end
   if w.on_gone then w.on_gone(code, sig) end
-  if w.replacing or slot.worker ~= w then -- a replacement that failed
+  if w.replacing then -- a rolling restart's new worker: replace() decides
     log.warn("%s exited (%s) before it was ready", describe(w), how)
+    return
+  end
+  if slot.worker ~= w then -- replaced meanwhile by a rolling restart
+    log.warn("%s exited (%s) while being replaced", describe(w), how)
     return
   end
   if not slot.ever_ready then
@@ -271,6 +275,11 @@ end
 local function replace(id)
   local slot = S.slots[id]
   local old = slot.worker
+  if slot.timer then -- its worker died and waits for a restart: do it now
+    slot.timer:close()
+    slot.timer = nil
+    old = nil
+  end
   local new = spawn(id)
   if not new then return false end
   new.replacing = true
@@ -287,6 +296,7 @@ local function replace(id)
       new.handle:kill("sigkill")
     end
     slot.worker = old
+    if not old or old.exited then schedule_restart(id) end
     return false
   end
   if old and not old.exited then

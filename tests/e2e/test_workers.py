@@ -274,3 +274,35 @@ def test_watch_reloads_in_every_worker(tmp_path):
         assert set(after.values()) == {"v2"}
         s.signal(signal.SIGTERM)
         assert s.wait() == 0
+
+
+def test_sighup_with_a_broken_app_keeps_the_old_workers(tmp_path):
+    app = tmp_path / "app.lua"
+    app.write_text('return function() return "good" end\n')
+    with Server(app, "--workers", "2") as s:
+        pids = worker_pids_of(s, 2)
+        app.write_text("return function( -- a syntax error\n")
+        s.signal(signal.SIGHUP)
+        s.wait_stderr(rb"rolling restart: new worker 1 did not become ready; keeping the old one")
+        assert get(s, "/") == (200, "good")
+        assert worker_pids_of(s, 2) == pids
+        assert b"rolling restart done" not in s.stderr
+        app.write_text('return function() return "fixed" end\n')
+        s.signal(signal.SIGHUP)
+        s.wait_stderr(rb"rolling restart done")
+        s.wait_stderr(rb"worker 2 \(pid \d+\) retired")
+        assert get(s, "/") == (200, "fixed")
+        s.signal(signal.SIGTERM)
+        assert s.wait() == 0
+
+
+def worker_pids_of(s, n):
+    """Worker pids as /proc sees them: the supervisor's children."""
+    deadline = time.monotonic() + 20
+    while True:
+        with open(f"/proc/{s.proc.pid}/task/{s.proc.pid}/children") as f:
+            pids = {int(p) for p in f.read().split()}
+        if len(pids) == n:
+            return pids
+        assert time.monotonic() < deadline, pids
+        time.sleep(0.05)
