@@ -52,6 +52,28 @@ describe("the loop watchdog", function()
     assert.matches("watchdog_spec.lua:%d+: in function <[^>]*watchdog_spec.lua:%d+>", st.last)
   end)
 
+  it("puts back a debug hook that was there before its own", function()
+    assert.is_true(thread.watchdog { ms = 50 })
+    local before = thread.watchdog_status().reports
+    local h = tycho.spawn(function()
+      local calls = 0
+      local function count() calls = calls + 1 end
+      debug.sethook(count, "", 100)
+      spin_here(400)
+      local seen = calls
+      spin_here(20)
+      local after = calls
+      local kept = debug.gethook() == count
+      debug.sethook() -- task coroutines are reused
+      return seen, after, kept
+    end)
+    local seen, after, kept = h:join()
+    assert.are.equal(before + 1, thread.watchdog_status().reports)
+    assert.is_true(seen > 0)
+    assert.is_true(after > seen)
+    assert.is_true(kept)
+  end)
+
   it("stays quiet while the loop only waits", function()
     assert.is_true(thread.watchdog { ms = 300 })
     local before = thread.watchdog_status().reports

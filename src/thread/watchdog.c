@@ -11,9 +11,12 @@
  * the request's method and path for an HTTP handler) and a traceback, once
  * per episode; the next beat logs how long the loop was stuck in all.
  *
- * Limits: a coroutine started with coroutine.resume inside a task, or a
- * state that already has a debug hook, is not interrupted; code stuck in C
- * is reported when it returns to Lua, if it still blocks the loop then.
+ * A hook already on a state (debug.sethook, the HTTP cpu limit) is kept
+ * aside and put back once ours has run.
+ *
+ * Limits: a coroutine started with coroutine.resume inside a task is not
+ * interrupted; code stuck in C is reported when it returns to Lua, if it
+ * still blocks the loop then.
  */
 #include "core/host.h"
 #include "core/task.h"
@@ -25,6 +28,15 @@
 
 #define REQ_MT "tycho.http.request"
 #define REPORT_MAX 4096
+#define SAVED_MAX 4
+
+/* A hook that was on a state before ours (debug.sethook, the HTTP cpu
+ * limit), put back when ours has run. */
+typedef struct {
+  lua_State *L;
+  lua_Hook hook;
+  int mask, count;
+} saved_hook;
 
 static struct {
   int ready;   /* handles initialised and tracked */
@@ -35,6 +47,7 @@ static struct {
   uv_mutex_t mu;
   uv_cond_t cv;
   int quit; /* under mu */
+  saved_hook saved[SAVED_MAX]; /* under mu */
   uv_timer_t timer;
   uv_prepare_t prepare;
   uv_check_t check;
@@ -116,9 +129,24 @@ static int build_report(lua_State *L) {
   return 1;
 }
 
+/* Takes our hook off L, putting back the one it replaced. */
+static void unhook(lua_State *L) {
+  saved_hook prev = {0};
+  int locked = wd.ready; /* after teardown the watchdog thread is gone */
+  if (locked) uv_mutex_lock(&wd.mu);
+  for (int i = 0; i < SAVED_MAX; i++) {
+    if (wd.saved[i].L != L) continue;
+    prev = wd.saved[i];
+    wd.saved[i].L = NULL;
+    break;
+  }
+  if (locked) uv_mutex_unlock(&wd.mu);
+  lua_sethook(L, prev.hook, prev.mask, prev.count);
+}
+
 static void on_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  lua_sethook(L, NULL, 0, 0);
+  unhook(L);
   uint64_t flagged = atomic_load(&wd.flagged);
   /* Stale: the loop beat since (it was stuck in C, or elsewhere), or this
    * episode was told already, or the watchdog is off. */
@@ -143,9 +171,28 @@ static void on_hook(lua_State *L, lua_Debug *ar) {
 /* ---------------------------------------------------------------------- */
 /* The watchdog thread                                                    */
 
+/* The slot for L: its own, a free one, or (all taken by states whose
+ * owners removed our hook themselves) the oldest. Under wd.mu. */
+static saved_hook *slot_for(lua_State *L) {
+  static int evict;
+  saved_hook *free_slot = NULL;
+  for (int i = 0; i < SAVED_MAX; i++) {
+    if (wd.saved[i].L == L) return &wd.saved[i];
+    if (!wd.saved[i].L && !free_slot) free_slot = &wd.saved[i];
+  }
+  if (free_slot) return free_slot;
+  evict = (evict + 1) % SAVED_MAX;
+  return &wd.saved[evict];
+}
+
+/* Arms our hook on L, keeping aside a hook already there. Under wd.mu. */
 static void hook(lua_State *L) {
   lua_Hook h = lua_gethook(L);
-  if (h == NULL || h == on_hook) lua_sethook(L, on_hook, LUA_MASKCOUNT, 1);
+  if (h == on_hook) return; /* still armed from an earlier episode */
+  if (h != NULL)
+    *slot_for(L) =
+        (saved_hook){L, h, lua_gethookmask(L), lua_gethookcount(L)};
+  lua_sethook(L, on_hook, LUA_MASKCOUNT, 1);
 }
 
 static void watch(void *arg) {
