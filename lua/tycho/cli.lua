@@ -20,7 +20,8 @@ usage: tycho [options] [script.lua [args...]]
                     over HTTP (default 127.0.0.1:8080; --port 0 picks a port)
                     run options: --workers N|auto, --grace SECONDS,
                     --access-log PATH|-, --log-level LEVEL, --watch,
-                    --repl PATH (docs/operations.md)
+                    --repl PATH (docs/operations.md), --block-warn MS
+                    (loop watchdog, default 200, 0 off: docs/thread.md)
   test [PATH...]    run busted specs inside the host (default: spec/)
   repl              interactive prompt with the event loop running behind it
   attach PATH       REPL inside the process serving the Unix socket PATH
