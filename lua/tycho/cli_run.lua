@@ -35,13 +35,15 @@ local function parse(args)
       i = i + 1
     elseif a == "--watch" then
       o.watch = true -- hot reload on save (lua/tycho/reload.lua)
-    elseif a == "--block-warn" then -- loop watchdog (src/thread/watchdog.c)
+    elseif a == "--block-warn" or a == "--cpu-limit" or a == "--memory-limit" then
+      -- the loop watchdog (src/thread/watchdog.c); a handler's cpu time per
+      -- request in ms and the Lua state's memory cap in MB (docs/security.md)
       local v = args[i + 1]
       local n = math.tointeger(tonumber(v or ""))
       if not n or n < 0 then
-        return nil, v and ("bad value '%s' for --block-warn"):format(v) or "'--block-warn' needs a value"
+        return nil, v and ("bad value '%s' for %s"):format(v, a) or ("'%s' needs a value"):format(a)
       end
-      o.block_warn = n
+      o[(a:sub(3):gsub("%-", "_"))] = n
       i = i + 1
     elseif a == "--workers" or a == "--worker-id" or a == "--access-log" or a == "--log-level" then
       local v = args[i + 1] -- operations options (lua/tycho/supervisor.lua, log.lua)
@@ -188,6 +190,7 @@ function M.main(args)
   end
   local worker = o.worker_id and require "tycho.worker"
   local server, lerr = http.serve { host = o.host, port = o.port, handler = handler,
+    cpu_limit_ms = o.cpu_limit, memory_limit_mb = o.memory_limit,
     fd = worker and worker.LISTEN_FD } -- a worker listens on the supervisor's socket
   if not server then
     cli.say_error("%s", lerr)

@@ -13,5 +13,7 @@
 #define TY_WRITE_HIGH_WATER (256 * 1024)  /* res:write waits above this */
 #define TY_SWEEP_INTERVAL_MS 500          /* timeout check period */
 #define TY_READ_BUFFER (64 * 1024)        /* shared read buffer */
+#define TY_CPU_LIMIT_MS 0                 /* handler run time -> 503; 0 off */
+#define TY_CPU_HOOK_COUNT 1000            /* VM instructions between checks */
 
 #endif

@@ -130,7 +130,10 @@ static void thread_put(ty_task *t, int ok) {
     lua_settop(co, 0);
   else if (lua_resetthread(co) != LUA_OK)
     lua_settop(co, 0); /* a failing __close: its error is already moot */
-  if (npool < POOL_MAX) {
+  /* Only threads that ended well are reused: one killed by an error from
+   * a hook (the HTTP cpu limit's) keeps hooks off for good, since Lua
+   * re-enables them only when a hook returns. */
+  if (ok && npool < POOL_MAX) {
     pool[npool].co = co;
     pool[npool].ref = t->co_ref;
     npool++;

@@ -28,6 +28,7 @@ void ty_buf_free(ty_buf *b);
 typedef struct {
   size_t max_header_bytes, max_headers, max_body_bytes, max_connections;
   uint64_t header_timeout_ms, keepalive_timeout_ms;
+  uint64_t cpu_limit_ms; /* a handler's running time per request; 0 off */
 } ty_http_limits;
 
 typedef struct ty_server ty_server;
@@ -70,6 +71,8 @@ struct ty_req {
   int file_fd;          /* res:send_file in progress, else -1 */
   int64_t file_off, file_left;
   uint64_t file_tok;    /* the handler parked until the file is sent */
+  uint64_t cpu_used_ns, cpu_last_ns, cpu_loop_ms; /* see message.c cpu_hook */
+  unsigned cpu_stopped : 1;
   int ref_req, ref_res; /* registry refs of the Lua objects, while live */
   ty_req *next_free;
 };

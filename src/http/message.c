@@ -10,6 +10,7 @@
  * another request's response.
  */
 #include "http/http.h"
+#include "core/alloc.h"
 #include "core/limits.h"
 
 #include <lauxlib.h>
@@ -867,6 +868,68 @@ static void log_failure(lua_State *co, ty_req *r, const char *what) {
   (void)L;
 }
 
+/* ---------------------------------------------------------------------- */
+/* Runaway handlers: the per-request cpu limit                            */
+
+static char cpu_key; /* registry: task coroutine (light) -> its ty_req */
+
+/* A count hook: charges the time the handler ran since the last check to
+ * its request. The loop time (uv_now) stands still while Lua runs, so a
+ * check in the same loop turn as the last one means the handler ran all
+ * along; one in a later turn means it yielded in between, and the pause is
+ * not charged. Coroutines the handler makes inherit the hook and are
+ * charged to the task being resumed. Over the limit, every instruction
+ * raises from then on, so a pcall in the handler cannot swallow the stop. */
+static void cpu_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_State *co = ty_task_running_thread();
+  if (!co) return;
+  int top = lua_gettop(L);
+  ty_req *r = NULL;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &cpu_key) == LUA_TTABLE) {
+    lua_rawgetp(L, -1, co);
+    r = lua_touserdata(L, -1);
+  }
+  lua_settop(L, top);
+  if (!r || !r->conn) return;
+  uint64_t now = uv_hrtime(), turn = uv_now(ty_loop());
+  if (r->cpu_last_ns && r->cpu_loop_ms == turn)
+    r->cpu_used_ns += now - r->cpu_last_ns;
+  r->cpu_last_ns = now;
+  r->cpu_loop_ms = turn;
+  uint64_t limit = r->conn->srv->lim.cpu_limit_ms;
+  if (r->cpu_used_ns < limit * 1000000) return;
+  r->cpu_stopped = 1;
+  lua_sethook(L, cpu_hook, LUA_MASKCOUNT, 1);
+  if (co != L) lua_sethook(co, cpu_hook, LUA_MASKCOUNT, 1);
+  luaL_error(L, "cpu limit exceeded (the handler ran for over %d ms)", (int)limit);
+}
+
+/* Starts (r) or ends (NULL) the cpu account of the handler coroutine co. */
+static void watch_cpu(lua_State *L, lua_State *co, ty_req *r) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &cpu_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &cpu_key);
+  }
+  if (r) lua_pushlightuserdata(L, r);
+  else lua_pushnil(L);
+  lua_rawsetp(L, -2, co);
+  lua_pop(L, 1);
+  if (r) lua_sethook(co, cpu_hook, LUA_MASKCOUNT, TY_CPU_HOOK_COUNT);
+  else lua_sethook(co, NULL, 0, 0);
+}
+
+/* What the log says about a handler that raised. */
+static const char *failure_kind(lua_State *co, ty_req *r) {
+  if (r->cpu_stopped) return "handler stopped (cpu limit)";
+  const char *msg = lua_tostring(co, -1);
+  if (ty_alloc_limit() && msg && strstr(msg, "not enough memory"))
+    return "handler failed (memory limit)";
+  return "handler failed";
+}
+
 /* The handler returned without responding: use its return values. */
 static void respond_from_results(ty_req *r, lua_State *co) {
   int n = lua_gettop(co);
@@ -903,18 +966,22 @@ static void on_handler_done(ty_task *t, int how, void *ud) {
   lua_State *co = ty_task_thread(t);
   r->task = NULL;
   r->body_tok = r->drain_tok = 0;
+  if (c->srv->lim.cpu_limit_ms) watch_cpu(ty_host_get()->L, co, NULL);
   if (how == TY_TASK_OK) {
     if (r->res_state == RES_NONE && !c->closing)
       respond_from_results(r, co);
     else if (r->res_state == RES_STREAMING && !c->closing)
       finish_stream(r);
   } else if (how == TY_TASK_ERROR) {
-    log_failure(co, r, "handler failed");
+    log_failure(co, r, failure_kind(co, r));
     if (r->res_state == RES_NONE && !c->closing) {
-      r->status = 500;
+      /* A handler stopped for its cpu time: 503, the server is fine. */
+      const char *body = r->cpu_stopped ? "Service Unavailable\n"
+                                        : "Internal Server Error\n";
+      r->status = r->cpu_stopped ? 503 : 500;
       r->rhead.len = 0;
       r->has_ctype = r->has_clen = 0;
-      send_full(r, "Internal Server Error\n", 22);
+      send_full(r, body, strlen(body));
     } else {
       r->res_close = 1;
       c->close_after = 1;
@@ -936,6 +1003,7 @@ void ty_req_dispatch(ty_req *r) {
   push_box(L, r, RES_MT);
   ty_task *t = ty_task_new(L, 2, "http handler");
   r->task = t;
+  if (c->srv->lim.cpu_limit_ms) watch_cpu(L, ty_task_thread(t), r);
   ty_task_on_done(t, on_handler_done, r);
   ty_task_run(t);
 }

@@ -4,6 +4,7 @@
  * and the Lua server object: tycho.http.serve's C half.
  */
 #include "http/http.h"
+#include "core/alloc.h"
 #include "core/limits.h"
 
 #include <lauxlib.h>
@@ -155,6 +156,11 @@ static void read_limits(lua_State *L, int t, ty_http_limits *l) {
   l->max_connections = opt_size(L, t, "max_connections", TY_MAX_CONNECTIONS);
   l->header_timeout_ms = opt_ms(L, t, "header_timeout", TY_HEADER_TIMEOUT_MS);
   l->keepalive_timeout_ms = opt_ms(L, t, "keepalive_timeout", TY_KEEPALIVE_TIMEOUT_MS);
+  lua_getfield(L, t, "cpu_limit_ms"); /* 0 or absent: no limit */
+  lua_Integer cpu = luaL_optinteger(L, -1, TY_CPU_LIMIT_MS);
+  lua_pop(L, 1);
+  if (cpu < 0) luaL_error(L, "bad option 'cpu_limit_ms' to 'serve' (non-negative integer expected)");
+  l->cpu_limit_ms = (uint64_t)cpu;
 }
 
 static int push_uv_error(lua_State *L, int err, const char *what) {
@@ -214,9 +220,14 @@ static int l_listen(lua_State *L) {
   int reuseport = lua_toboolean(L, -1);
   lua_pop(L, 4);
 
+  lua_getfield(L, 1, "memory_limit_mb"); /* caps the whole Lua state */
+  lua_Integer mem = luaL_optinteger(L, -1, 0);
+  luaL_argcheck(L, mem >= 0, 1, "memory_limit_mb must not be negative");
+  lua_pop(L, 1);
   ty_server *s = calloc(1, sizeof *s);
   if (!s) return luaL_error(L, "out of memory");
   read_limits(L, 1, &s->lim);
+  if (mem > 0) ty_alloc_set_limit(L, (size_t)mem * 1024 * 1024);
   s->conns.next = s->conns.prev = &s->conns;
   s->tcp.data = s;
   uv_tcp_init(ty_loop(), &s->tcp);
