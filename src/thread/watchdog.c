@@ -157,8 +157,10 @@ static void on_hook(lua_State *L, lua_Debug *ar) {
   wd.open_episode = 1;
   lua_pushcfunction(L, build_report);
   if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
-    lua_pop(L, 1);
-    lua_pushliteral(L, "the event loop is blocked (no traceback: out of memory)");
+    const char *why = lua_tostring(L, -1);
+    lua_pushfstring(L, "the event loop is blocked (no traceback: %s)",
+                    why ? why : "error object is not a string");
+    lua_remove(L, -2);
   }
   const char *msg = lua_tostring(L, -1);
   wd.reports++;
