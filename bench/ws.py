@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""WebSocket benchmark (not a test): Tycho's server against Node's `ws`
+server, in the same run, loaded by the same Node `ws` client (ws_load.js).
+
+1. Echo: C connections each keep one 32-byte message in flight for D
+   seconds; prints round trips per second.
+2. Broadcast: N clients (1 000 and 10 000) join a room; one sends "go" and
+   the server sends "tick" to every member; the time until the last member
+   has it, median of R rounds.
+
+Prints a table and the Tycho/Node ratios (docs/websocket.md has the
+numbers). Needs `npm install` in tests/e2e/node.
+
+usage: bench/ws.py [path/to/tycho] [--conns C] [--seconds D] [--rounds R]
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def start(cmd):
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    if not line.startswith("port "):
+        p.kill()
+        sys.exit("server did not start: " + p.stderr.read())
+    return p, int(line.split()[1])
+
+
+def load(*args):
+    p = subprocess.run(["node", os.path.join(HERE, "ws_load.js"), *map(str, args)],
+                       capture_output=True, text=True, timeout=600)
+    if p.returncode != 0:
+        sys.exit("load generator failed: " + p.stderr)
+    return json.loads(p.stdout)
+
+
+def measure(name, cmd, a):
+    proc, port = start(cmd)
+    try:
+        e = load("echo", port, a.conns, a.seconds)
+        out = {"echo_rps": e["roundtrips"] / e["seconds"]}
+        for clients in (1000, 10000):
+            b = load("broadcast", port, clients, a.rounds)
+            out[f"fanout_{clients}_ms"] = statistics.median(b["fanout_ms"])
+        return out
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("tycho", nargs="?", default=os.path.join(ROOT, "build", "tycho"))
+    ap.add_argument("--conns", type=int, default=50)
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--rounds", type=int, default=9)
+    a = ap.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 30000), hard))
+    results = {
+        "tycho": measure("tycho", [a.tycho, os.path.join(HERE, "ws_app.lua")], a),
+        "node": measure("node", ["node", os.path.join(HERE, "ws_node.js")], a),
+    }
+    t, n = results["tycho"], results["node"]
+    print(f"{'':24}{'tycho':>12}{'node ws':>12}{'tycho/node':>12}")
+    print(f"{'echo round trips/s':24}{t['echo_rps']:12.0f}{n['echo_rps']:12.0f}"
+          f"{t['echo_rps'] / n['echo_rps']:12.2f}")
+    for clients in (1000, 10000):
+        k = f"fanout_{clients}_ms"
+        # for times, the ratio is node/tycho so that > 1 means Tycho is faster
+        print(f"{'fan-out ' + str(clients) + ' (ms)':24}{t[k]:12.2f}{n[k]:12.2f}"
+              f"{n[k] / t[k]:12.2f}")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
