@@ -268,7 +268,8 @@ def test_watch_reloads_in_every_worker(tmp_path):
         tmp = tmp_path / "app.lua.tmp"
         tmp.write_text(src % "v2")
         os.rename(tmp, app)  # an editor's atomic save
-        s.wait_stderr(rb"reloaded app\.lua[^\n]*\n[\s\S]*reloaded app\.lua")
+        # one line per worker (two processes writing at once may interleave them)
+        s.wait_stderr(rb"reloaded app\.lua[\s\S]*reloaded app\.lua")
         after = answers()
         assert set(after) == pids  # the same processes, reloaded in place
         assert set(after.values()) == {"v2"}
