@@ -10,15 +10,7 @@
 void ty_url_decode(lua_State *L, const char *s, size_t n, int plus);
 void ty_query_parse(lua_State *L, const char *s, size_t n);
 
-static int failures;
-
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                            \
-    }                                                                        \
-  } while (0)
+#include "check.h"
 
 static void expect_decode(lua_State *L, const char *in, int plus,
                           const char *want, size_t want_len) {
