@@ -19,8 +19,16 @@
 
 /* Tags, one byte each, before the value's bytes. */
 enum {
-  T_NIL = 'n', T_FALSE = 'f', T_TRUE = 't', T_INT = 'i', T_NUM = 'd',
-  T_STR = 's', T_TABLE = '{', T_END = '}', T_REF = 'r', T_FUNC = 'F'
+  T_NIL = 'n',
+  T_FALSE = 'f',
+  T_TRUE = 't',
+  T_INT = 'i',
+  T_NUM = 'd',
+  T_STR = 's',
+  T_TABLE = '{',
+  T_END = '}',
+  T_REF = 'r',
+  T_FUNC = 'F'
 };
 
 /* ---------------------------------------------------------------------- */
@@ -29,9 +37,11 @@ enum {
 int ty__copybuf_put(ty_copybuf *b, const void *p, size_t n) {
   if (b->len + n > b->cap) {
     size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n) cap *= 2;
+    while (cap < b->len + n)
+      cap *= 2;
     char *q = realloc(b->p, cap);
-    if (!q) return -1;
+    if (!q)
+      return -1;
     b->p = q;
     b->cap = cap;
   }
@@ -52,14 +62,15 @@ void ty__copybuf_free(ty_copybuf *b) {
 typedef struct {
   lua_State *L;
   ty_copybuf *b;
-  int seen;   /* stack index of table -> back-reference number */
+  int seen; /* stack index of table -> back-reference number */
   int ntables;
   char why[160];  /* what could not be copied */
   char where[96]; /* the path to it, built while unwinding */
 } enc;
 
 static int put(enc *e, const void *p, size_t n) {
-  if (ty__copybuf_put(e->b, p, n) == 0) return 0;
+  if (ty__copybuf_put(e->b, p, n) == 0)
+    return 0;
   snprintf(e->why, sizeof e->why, "not enough memory");
   return -1;
 }
@@ -78,15 +89,15 @@ static void note_key(enc *e, int idx) {
   if (t == LUA_TSTRING)
     snprintf(head, sizeof head, "%.40s", lua_tostring(e->L, idx));
   else if (t == LUA_TNUMBER && lua_isinteger(e->L, idx))
-    snprintf(head, sizeof head, "[%lld]",
-             (long long)lua_tointeger(e->L, idx));
+    snprintf(head, sizeof head, "[%lld]", (long long)lua_tointeger(e->L, idx));
   else
     snprintf(head, sizeof head, "[%s key]", luaL_typename(e->L, idx));
   char path[sizeof head + sizeof e->where + 1];
   int sep = e->where[0] && e->where[0] != '[';
   snprintf(path, sizeof path, "%s%s%s", head, sep ? "." : "", e->where);
   size_t n = strlen(path);
-  if (n >= sizeof e->where) n = sizeof e->where - 1;
+  if (n >= sizeof e->where)
+    n = sizeof e->where - 1;
   memcpy(e->where, path, n);
   e->where[n] = '\0';
 }
@@ -100,14 +111,17 @@ static int dump_writer(lua_State *L, const void *p, size_t n, void *ud) {
  * no upvalue other than _ENV, which the receiver binds to its globals. */
 static int put_function(enc *e, int idx) {
   lua_State *L = e->L;
-  if (lua_iscfunction(L, idx)) return refuse(e, "cannot copy a C function%s", "");
+  if (lua_iscfunction(L, idx))
+    return refuse(e, "cannot copy a C function%s", "");
   for (int i = 1;; i++) {
     const char *name = lua_getupvalue(L, idx, i);
-    if (!name) break;
+    if (!name)
+      break;
     lua_pop(L, 1);
     if (strcmp(name, "_ENV") != 0)
-      return refuse(e, "cannot copy a function with upvalue '%.60s': only "
-                       "functions whose one upvalue is _ENV can be copied",
+      return refuse(e,
+                    "cannot copy a function with upvalue '%.60s': only "
+                    "functions whose one upvalue is _ENV can be copied",
                     name);
   }
   ty_copybuf fn = {0};
@@ -118,7 +132,8 @@ static int put_function(enc *e, int idx) {
   int ok = st == 0 && put_tag(e, T_FUNC) == 0 && put(e, &n, sizeof n) == 0 &&
            put(e, fn.p, fn.len) == 0;
   ty__copybuf_free(&fn);
-  if (!ok && !e->why[0]) snprintf(e->why, sizeof e->why, "not enough memory");
+  if (!ok && !e->why[0])
+    snprintf(e->why, sizeof e->why, "not enough memory");
   return ok ? 0 : -1;
 }
 
@@ -139,7 +154,8 @@ static int put_table(enc *e, int idx, int depth) {
   lua_pushvalue(L, idx);
   lua_pushinteger(L, ++e->ntables);
   lua_rawset(L, e->seen);
-  if (put_tag(e, T_TABLE)) return -1;
+  if (put_tag(e, T_TABLE))
+    return -1;
   luaL_checkstack(L, 4, "too many nested tables");
   lua_pushnil(L);
   while (lua_next(L, idx)) {
@@ -157,7 +173,8 @@ static int put_table(enc *e, int idx, int depth) {
 static int put_value(enc *e, int idx, int depth) {
   lua_State *L = e->L;
   switch (lua_type(L, idx)) {
-  case LUA_TNIL: return put_tag(e, T_NIL);
+  case LUA_TNIL:
+    return put_tag(e, T_NIL);
   case LUA_TBOOLEAN:
     return put_tag(e, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
   case LUA_TNUMBER:
@@ -174,15 +191,17 @@ static int put_value(enc *e, int idx, int depth) {
     uint64_t n = len;
     return put_tag(e, T_STR) || put(e, &n, sizeof n) || put(e, s, len);
   }
-  case LUA_TTABLE: return put_table(e, idx, depth);
-  case LUA_TFUNCTION: return put_function(e, idx);
+  case LUA_TTABLE:
+    return put_table(e, idx, depth);
+  case LUA_TFUNCTION:
+    return put_function(e, idx);
   default:
     return refuse(e, "cannot copy a %s value", luaL_typename(L, idx));
   }
 }
 
-int ty__copy_encode(lua_State *L, ty_copybuf *b, int first, int n,
-                    char *err, size_t errlen, int *bad) {
+int ty__copy_encode(lua_State *L, ty_copybuf *b, int first, int n, char *err,
+                    size_t errlen, int *bad) {
   enc e = {.L = L, .b = b};
   first = lua_absindex(L, first);
   lua_newtable(L);
@@ -213,7 +232,8 @@ typedef struct {
 } dec;
 
 static void take(dec *d, void *out, size_t n) {
-  if ((size_t)(d->end - d->p) < n) luaL_error(d->L, "corrupt thread message");
+  if ((size_t)(d->end - d->p) < n)
+    luaL_error(d->L, "corrupt thread message");
   memcpy(out, d->p, n);
   d->p += n;
 }
@@ -240,9 +260,15 @@ static void get_value(dec *d) {
   char tag;
   take(d, &tag, 1);
   switch (tag) {
-  case T_NIL: lua_pushnil(L); return;
-  case T_FALSE: lua_pushboolean(L, 0); return;
-  case T_TRUE: lua_pushboolean(L, 1); return;
+  case T_NIL:
+    lua_pushnil(L);
+    return;
+  case T_FALSE:
+    lua_pushboolean(L, 0);
+    return;
+  case T_TRUE:
+    lua_pushboolean(L, 1);
+    return;
   case T_INT: {
     int64_t i;
     take(d, &i, sizeof i);
@@ -259,7 +285,8 @@ static void get_value(dec *d) {
   case T_FUNC: {
     uint64_t n;
     take(d, &n, sizeof n);
-    if ((uint64_t)(d->end - d->p) < n) luaL_error(L, "corrupt thread message");
+    if ((uint64_t)(d->end - d->p) < n)
+      luaL_error(L, "corrupt thread message");
     const char *s = d->p;
     d->p += n;
     if (tag == T_STR) {
@@ -269,14 +296,17 @@ static void get_value(dec *d) {
     }
     return;
   }
-  case T_TABLE: get_table(d); return;
+  case T_TABLE:
+    get_table(d);
+    return;
   case T_REF: {
     uint32_t ref;
     take(d, &ref, sizeof ref);
     lua_rawgeti(L, d->refs, ref);
     return;
   }
-  default: luaL_error(L, "corrupt thread message");
+  default:
+    luaL_error(L, "corrupt thread message");
   }
 }
 
@@ -285,7 +315,8 @@ int ty__copy_decode(lua_State *L, const ty_copybuf *b, size_t *pos, int n) {
   luaL_checkstack(L, n + 4, "too many values to copy");
   lua_newtable(L);
   d.refs = lua_gettop(L);
-  for (int i = 0; i < n; i++) get_value(&d);
+  for (int i = 0; i < n; i++)
+    get_value(&d);
   lua_remove(L, d.refs);
   *pos = (size_t)(d.p - b->p);
   return n;

@@ -10,9 +10,9 @@
  * thread afterwards). The one exception is shutdown, which may interrupt a
  * running job with lua_sethook, the call Lua documents as safe for that.
  */
-#include "thread.h"
 #include "core/host.h"
 #include "core/task.h"
+#include "thread.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -28,16 +28,16 @@ int luaopen_cjson_safe(lua_State *L);
 
 typedef struct job {
   uv_work_t work;
-  lua_State *W;                /* the worker state, or NULL until made */
-  _Atomic(lua_State *) live;   /* W while Lua runs in it, for shutdown */
-  ty_task *task;               /* NULL once nobody waits for the result */
+  lua_State *W;              /* the worker state, or NULL until made */
+  _Atomic(lua_State *) live; /* W while Lua runs in it, for shutdown */
+  ty_task *task;             /* NULL once nobody waits for the result */
   uint64_t tok;
-  int by_name;                 /* the first value is a module name */
+  int by_name; /* the first value is a module name */
   int nargs, nres, failed;
-  ty_copybuf in;                   /* function or name, then the arguments */
-  ty_copybuf out;                  /* results, or the error message */
-  char *path, *cpath;          /* the host's package.path and cpath */
-  struct job *prev, *next;     /* jobs in flight */
+  ty_copybuf in;           /* function or name, then the arguments */
+  ty_copybuf out;          /* results, or the error message */
+  char *path, *cpath;      /* the host's package.path and cpath */
+  struct job *prev, *next; /* jobs in flight */
 } job;
 
 typedef struct {
@@ -114,7 +114,8 @@ static int setup_worker(lua_State *W) {
 
 static lua_State *new_worker(void) {
   lua_State *W = luaL_newstate();
-  if (!W) return NULL;
+  if (!W)
+    return NULL;
   lua_pushcfunction(W, setup_worker);
   if (lua_pcall(W, 0, 0, 0) != LUA_OK) {
     lua_close(W);
@@ -125,7 +126,8 @@ static lua_State *new_worker(void) {
 
 /* Given back on the loop thread: kept for the next job, or closed. */
 static void worker_put(lua_State *W) {
-  if (!W) return;
+  if (!W)
+    return;
   lua_settop(W, 0);
   if (!stopping && nidle < TY_THREAD_STATES_MAX)
     idle_states[nidle++] = W;
@@ -146,14 +148,15 @@ static void abort_hook(lua_State *W, lua_Debug *ar) {
 static int worker_traceback(lua_State *W) {
   const char *msg = lua_tostring(W, 1);
   if (!msg)
-    msg = lua_pushfstring(W, "(error object is a %s value)",
-                          luaL_typename(W, 1));
+    msg =
+        lua_pushfstring(W, "(error object is a %s value)", luaL_typename(W, 1));
   luaL_traceback(W, W, NULL, 1);
   size_t len;
   const char *tb = lua_tolstring(W, -1, &len);
   static const char tail[] = "\n\t[C]: in ?";
   size_t tl = sizeof tail - 1;
-  while (len >= tl && memcmp(tb + len - tl, tail, tl) == 0) len -= tl;
+  while (len >= tl && memcmp(tb + len - tl, tail, tl) == 0)
+    len -= tl;
   lua_pushfstring(W, "%s\nthread ", msg);
   lua_pushlstring(W, tb, len);
   lua_concat(W, 2);
@@ -161,7 +164,8 @@ static int worker_traceback(lua_State *W) {
 }
 
 static void set_path(lua_State *W, const char *field, const char *value) {
-  if (!value) return;
+  if (!value)
+    return;
   lua_getglobal(W, "package");
   lua_getfield(W, -1, field);
   const char *cur = lua_tostring(W, -1);
@@ -200,12 +204,14 @@ static int job_main(lua_State *W) {
 static void fail_with(job *j, const char *msg, size_t len) {
   j->failed = 1;
   j->out.len = 0;
-  if (ty__copybuf_put(&j->out, msg, len) != 0) j->out.len = 0;
+  if (ty__copybuf_put(&j->out, msg, len) != 0)
+    j->out.len = 0;
 }
 
 static void on_work(uv_work_t *w) {
   job *j = (job *)w;
-  if (!j->W) j->W = new_worker();
+  if (!j->W)
+    j->W = new_worker();
   if (!j->W) {
     static const char m[] = "cannot create a Lua state for the thread";
     fail_with(j, m, sizeof m - 1);
@@ -214,14 +220,16 @@ static void on_work(uv_work_t *w) {
   lua_State *W = j->W;
   atomic_store(&j->live, W);
   /* Either shutdown sees live set, or we see its flag: never neither. */
-  if (atomic_load(&interrupting)) lua_sethook(W, abort_hook, LUA_MASKCOUNT, 1);
+  if (atomic_load(&interrupting))
+    lua_sethook(W, abort_hook, LUA_MASKCOUNT, 1);
   lua_pushcfunction(W, worker_traceback);
   lua_pushcfunction(W, job_main);
   lua_pushlightuserdata(W, j);
   if (lua_pcall(W, 1, 0, 1) != LUA_OK) {
     size_t len;
     const char *msg = lua_tolstring(W, -1, &len);
-    if (!msg) msg = "error in thread", len = strlen(msg);
+    if (!msg)
+      msg = "error in thread", len = strlen(msg);
     fail_with(j, msg, len);
   }
   atomic_store(&j->live, NULL);
@@ -284,7 +292,8 @@ static void on_after_work(uv_work_t *w, int status) {
   int n = co ? collect(L, j, status) : 0;
   worker_put(j->W);
   job_free(j);
-  if (!co) return;
+  if (!co)
+    return;
   if (!lua_checkstack(co, n)) {
     lua_pop(L, n);
     lua_pushboolean(co, 0);
@@ -301,7 +310,8 @@ static void on_after_work(uv_work_t *w, int status) {
  * was dropped at shutdown, so look it up first. */
 static void on_cancel(void *ud) {
   for (job *j = inflight.next; j != &inflight; j = j->next) {
-    if (j != ud) continue;
+    if (j != ud)
+      continue;
     j->task = NULL;
     uv_cancel((uv_req_t *)&j->work);
     return;
@@ -313,7 +323,8 @@ static void on_cancel(void *ud) {
 
 static int box_gc(lua_State *L) {
   job_box *b = lua_touserdata(L, 1);
-  if (b->j) job_free(b->j);
+  if (b->j)
+    job_free(b->j);
   b->j = NULL;
   return 0;
 }
@@ -349,12 +360,14 @@ static int l_run(lua_State *L) {
     return lua_pushliteral(L, "run must be called inside a task (use "
                               "tycho.spawn)"),
            misuse(L);
-  if (stopping) return luaL_error(L, "tycho is shutting down");
+  if (stopping)
+    return luaL_error(L, "tycho is shutting down");
   job_box *b = lua_newuserdatauv(L, sizeof *b, 0);
   b->j = calloc(1, sizeof *b->j);
   luaL_setmetatable(L, JOB_MT);
   job *j = b->j;
-  if (!j) return luaL_error(L, "not enough memory");
+  if (!j)
+    return luaL_error(L, "not enough memory");
   j->by_name = t1 == LUA_TSTRING;
   j->nargs = n - 1;
   char err[256];
@@ -386,8 +399,10 @@ static int l_run(lua_State *L) {
 static int l_pool_size(lua_State *L) {
   const char *s = getenv("UV_THREADPOOL_SIZE");
   long n = s ? strtol(s, NULL, 10) : 4;
-  if (n <= 0) n = 1;
-  if (n > 1024) n = 1024;
+  if (n <= 0)
+    n = 1;
+  if (n > 1024)
+    n = 1024;
   lua_pushinteger(L, n);
   return 1;
 }
@@ -395,7 +410,8 @@ static int l_pool_size(lua_State *L) {
 /* stats() -> {running = jobs in flight, idle_states = states kept} */
 static int l_stats(lua_State *L) {
   int running = 0;
-  for (job *j = inflight.next; j != &inflight; j = j->next) running++;
+  for (job *j = inflight.next; j != &inflight; j = j->next)
+    running++;
   lua_createtable(L, 0, 2);
   lua_pushinteger(L, running);
   lua_setfield(L, -2, "running");
@@ -416,11 +432,14 @@ static void pool_close(ty_closer *c) {
   stopping = 1;
   atomic_store(&interrupting, 1);
   for (job *j = inflight.next; j != &inflight; j = j->next) {
-    if (uv_cancel((uv_req_t *)&j->work) == 0) continue;
+    if (uv_cancel((uv_req_t *)&j->work) == 0)
+      continue;
     lua_State *W = atomic_load(&j->live);
-    if (W) lua_sethook(W, abort_hook, LUA_MASKCOUNT, 1);
+    if (W)
+      lua_sethook(W, abort_hook, LUA_MASKCOUNT, 1);
   }
-  while (nidle > 0) lua_close(idle_states[--nidle]);
+  while (nidle > 0)
+    lua_close(idle_states[--nidle]);
 }
 
 int ty_thread_open(lua_State *L) {

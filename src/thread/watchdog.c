@@ -46,7 +46,7 @@ static struct {
   uv_thread_t thread;
   uv_mutex_t mu;
   uv_cond_t cv;
-  int quit; /* under mu */
+  int quit;                    /* under mu */
   saved_hook saved[SAVED_MAX]; /* under mu */
   uv_timer_t timer;
   uv_prepare_t prepare;
@@ -55,8 +55,8 @@ static struct {
   _Atomic uint64_t beat;    /* last sign of life of the loop */
   _Atomic uint64_t flagged; /* the beat an episode was detected for */
   _Atomic uint64_t threshold_ns;
-  uint64_t logged;          /* loop thread: the beat last reported */
-  int open_episode;         /* loop thread: an end line is due */
+  uint64_t logged;  /* loop thread: the beat last reported */
+  int open_episode; /* loop thread: an end line is due */
   lua_Integer reports;
   char last[REPORT_MAX];
 } wd;
@@ -80,7 +80,8 @@ static void on_prepare(uv_prepare_t *h) { (void)h, beat(); }
 static void on_check(uv_check_t *h) { (void)h, beat(); }
 
 static int is_request(lua_State *L, int idx, int mt) {
-  if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return 0;
+  if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx))
+    return 0;
   int same = lua_rawequal(L, -1, mt);
   lua_pop(L, 1);
   return same;
@@ -119,12 +120,14 @@ static int build_report(lua_State *L) {
   const char *req = lua_tostring(L, -1);
   luaL_traceback(L, L, NULL, 1);
   if (t)
-    lua_pushfstring(L, "the event loop has been blocked for %d ms by task "
-                       "'%s'%s\n%s",
+    lua_pushfstring(L,
+                    "the event loop has been blocked for %d ms by task "
+                    "'%s'%s\n%s",
                     (int)ms, ty_task_name(t), req, lua_tostring(L, -1));
   else
-    lua_pushfstring(L, "the event loop has been blocked for %d ms by a "
-                       "callback%s\n%s",
+    lua_pushfstring(L,
+                    "the event loop has been blocked for %d ms by a "
+                    "callback%s\n%s",
                     (int)ms, req, lua_tostring(L, -1));
   return 1;
 }
@@ -133,14 +136,17 @@ static int build_report(lua_State *L) {
 static void unhook(lua_State *L) {
   saved_hook prev = {0};
   int locked = wd.ready; /* after teardown the watchdog thread is gone */
-  if (locked) uv_mutex_lock(&wd.mu);
+  if (locked)
+    uv_mutex_lock(&wd.mu);
   for (int i = 0; i < SAVED_MAX; i++) {
-    if (wd.saved[i].L != L) continue;
+    if (wd.saved[i].L != L)
+      continue;
     prev = wd.saved[i];
     wd.saved[i].L = NULL;
     break;
   }
-  if (locked) uv_mutex_unlock(&wd.mu);
+  if (locked)
+    uv_mutex_unlock(&wd.mu);
   lua_sethook(L, prev.hook, prev.mask, prev.count);
 }
 
@@ -179,10 +185,13 @@ static saved_hook *slot_for(lua_State *L) {
   static int evict;
   saved_hook *free_slot = NULL;
   for (int i = 0; i < SAVED_MAX; i++) {
-    if (wd.saved[i].L == L) return &wd.saved[i];
-    if (!wd.saved[i].L && !free_slot) free_slot = &wd.saved[i];
+    if (wd.saved[i].L == L)
+      return &wd.saved[i];
+    if (!wd.saved[i].L && !free_slot)
+      free_slot = &wd.saved[i];
   }
-  if (free_slot) return free_slot;
+  if (free_slot)
+    return free_slot;
   evict = (evict + 1) % SAVED_MAX;
   return &wd.saved[evict];
 }
@@ -190,10 +199,10 @@ static saved_hook *slot_for(lua_State *L) {
 /* Arms our hook on L, keeping aside a hook already there. Under wd.mu. */
 static void hook(lua_State *L) {
   lua_Hook h = lua_gethook(L);
-  if (h == on_hook) return; /* still armed from an earlier episode */
+  if (h == on_hook)
+    return; /* still armed from an earlier episode */
   if (h != NULL)
-    *slot_for(L) =
-        (saved_hook){L, h, lua_gethookmask(L), lua_gethookcount(L)};
+    *slot_for(L) = (saved_hook){L, h, lua_gethookmask(L), lua_gethookcount(L)};
   lua_sethook(L, on_hook, LUA_MASKCOUNT, 1);
 }
 
@@ -203,13 +212,15 @@ static void watch(void *arg) {
   while (!wd.quit) {
     uint64_t threshold = atomic_load(&wd.threshold_ns);
     uv_cond_timedwait(&wd.cv, &wd.mu, threshold / 4 + 1);
-    if (wd.quit) break;
+    if (wd.quit)
+      break;
     uint64_t b = atomic_load(&wd.beat);
     if (uv_hrtime() - b < threshold || atomic_load(&wd.flagged) == b)
       continue;
     atomic_store(&wd.flagged, b);
     lua_State *co = ty_task_running_thread();
-    if (co) hook(co);
+    if (co)
+      hook(co);
     hook(wd.L);
   }
   uv_mutex_unlock(&wd.mu);
@@ -219,7 +230,8 @@ static void watch(void *arg) {
 /* Start, stop                                                            */
 
 static void stop(void) {
-  if (!wd.on) return;
+  if (!wd.on)
+    return;
   uv_mutex_lock(&wd.mu);
   wd.quit = 1;
   uv_cond_signal(&wd.cv);
@@ -234,7 +246,8 @@ static void stop(void) {
 
 static void wd_close(ty_closer *c) {
   (void)c;
-  if (wd.on) beat(); /* tells how long a last episode lasted */
+  if (wd.on)
+    beat(); /* tells how long a last episode lasted */
   stop();
   uv_close((uv_handle_t *)&wd.timer, NULL);
   uv_close((uv_handle_t *)&wd.prepare, NULL);
@@ -245,8 +258,10 @@ static void wd_close(ty_closer *c) {
 }
 
 static int init_handles(void) {
-  if (wd.ready) return 0;
-  if (uv_mutex_init(&wd.mu) != 0) return -1;
+  if (wd.ready)
+    return 0;
+  if (uv_mutex_init(&wd.mu) != 0)
+    return -1;
   if (uv_cond_init(&wd.cv) != 0) {
     uv_mutex_destroy(&wd.mu);
     return -1;
@@ -265,7 +280,8 @@ static int init_handles(void) {
 }
 
 static int start(lua_State *L, uint64_t ms) {
-  if (init_handles() != 0) return UV_ENOMEM;
+  if (init_handles() != 0)
+    return UV_ENOMEM;
   wd.ms = ms;
   wd.L = ty_host_get()->L;
   wd.quit = 0;
@@ -295,7 +311,8 @@ static int start(lua_State *L, uint64_t ms) {
 static int l_start(lua_State *L) {
   lua_Integer ms = luaL_checkinteger(L, 1);
   luaL_argcheck(L, ms >= 0 && ms <= 86400000, 1, "0 to 86400000 expected");
-  if (ty_host_get()->stopping) return luaL_error(L, "tycho is shutting down");
+  if (ty_host_get()->stopping)
+    return luaL_error(L, "tycho is shutting down");
   stop();
   wd.ms = 0;
   if (ms == 0) {

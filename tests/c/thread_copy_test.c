@@ -11,12 +11,12 @@
 
 static int failures;
 
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
       fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                            \
-    }                                                                        \
+      failures++;                                                              \
+    }                                                                          \
   } while (0)
 
 /* Runs Lua code in L leaving its results on the stack. */
@@ -47,10 +47,11 @@ static int decode(lua_State *L, ty_copybuf *b, int n) {
 
 static void test_round_trip(lua_State *A, lua_State *B) {
   lua_settop(A, 0);
-  eval(A, "local shared = {k = 'v'}\n"
-          "local t = {1, 2.5, 'three', a = shared, b = shared, [true] = false}\n"
-          "t.self = t\n"
-          "return 7, 7.0, nil, t, function(x) return x * 3 end");
+  eval(A,
+       "local shared = {k = 'v'}\n"
+       "local t = {1, 2.5, 'three', a = shared, b = shared, [true] = false}\n"
+       "t.self = t\n"
+       "return 7, 7.0, nil, t, function(x) return x * 3 end");
   ty_copybuf b = {0};
   char err[200];
   int bad = -1;
@@ -122,6 +123,7 @@ int main(void) {
   test_truncated(A, B);
   lua_close(A);
   lua_close(B);
-  if (failures) fprintf(stderr, "%d check(s) failed\n", failures);
+  if (failures)
+    fprintf(stderr, "%d check(s) failed\n", failures);
   return failures ? 1 : 0;
 }
