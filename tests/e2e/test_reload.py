@@ -261,3 +261,20 @@ def test_access_log_names_the_generation_that_answered(start, tmp_path):
     assert len(lines) == 2, lines
     assert '"GET /first ' in lines[0] and " gen=1 " in lines[0]
     assert '"GET /second ' in lines[1] and " gen=2 " in lines[1]
+
+
+def test_repl_dot_reload_swaps_the_code(start, tmp_path):
+    sock = str(tmp_path / "repl.sock")
+    app = start({"app.lua": handler("one")}, "--repl", sock)
+    app.write("app.lua", handler("two"))
+    r = subprocess.run([TYCHO, "attach", sock], input=".reload\n", capture_output=True,
+                       text=True, timeout=DEADLINE)
+    assert r.returncode == 0, r.stderr
+    assert "true" in r.stdout
+    app.wait_reloaded()
+    assert app.get() == (200, "two")
+    app.write("app.lua", "return function(\n")
+    r = subprocess.run([TYCHO, "attach", sock], input=".reload\n", capture_output=True,
+                       text=True, timeout=DEADLINE)
+    assert "app.lua:2:" in r.stdout + r.stderr
+    assert app.get() == (200, "two")
