@@ -218,6 +218,10 @@ static void watch(void *arg) {
     if (uv_hrtime() - b < threshold || atomic_load(&wd.flagged) == b)
       continue;
     atomic_store(&wd.flagged, b);
+    /* The loop is stuck, most likely inside co, which keeps it alive. Were
+     * the block to end right now, co would still be pooled by task.c (it
+     * is freed only past 256 idle coroutines, after a GC cycle), far
+     * longer than the few instructions until lua_sethook below. */
     lua_State *co = ty_task_running_thread();
     if (co)
       hook(co);
