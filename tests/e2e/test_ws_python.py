@@ -271,3 +271,19 @@ def test_bad_handshakes_are_refused(srv, change, status):
             await ws.send("ok")
             assert await ws.recv() == "ok"
     run(go())
+
+
+def test_upgrade_request_to_a_plain_route_gets_its_answer_then_a_close(srv):
+    import socket
+    with socket.create_connection((srv.host, srv.port), timeout=10) as s:
+        s.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                  b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")  # not served: no more HTTP after it
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    assert out.startswith(b"HTTP/1.1 200 OK")
+    assert out.count(b"HTTP/1.1 ") == 1
