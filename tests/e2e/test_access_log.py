@@ -104,3 +104,16 @@ def test_error_log_lines_have_timestamp_level_and_source():
     lines = [l for l in err.splitlines() if not l.startswith("listening on")]
     assert lines and all(pat.match(l) for l in lines), err
     assert any(" debug " in l and "started worker 1" in l for l in lines), err
+
+
+def test_client_gone_before_the_response_is_logged_as_499(tmp_path):
+    import socket
+    path = str(tmp_path / "access.log")
+    with Server(APP, "--access-log", path) as s:
+        c = socket.create_connection((s.host, s.port), timeout=10)
+        c.sendall(b"GET /slow?s=30 HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.wait_stderr(rb"slow request started")
+        c.close()
+        line = wait_lines(path, 1)[0]
+        m = LINE.match(line)
+        assert m and m.group(4) == "/slow?s=30" and m.group(6) == "499", line
