@@ -177,6 +177,13 @@ function Generation:require(name)
     __close = function(_, e) if e ~= nil then self.loaded[name] = nil end end,
   })
   value = chunk(name, path)
+  -- A module that registers itself (package.loaded[...] = M) must not
+  -- become a shared module that later generations would never reload.
+  local registered = package.loaded[name]
+  if registered ~= nil then
+    package.loaded[name] = nil
+    if value == nil then value = registered end
+  end
   if value == nil then value = true end
   self.loaded[name] = value
   self.modules[#self.modules + 1] = name

@@ -388,6 +388,40 @@ describe("reloader:reload()", function()
     assert.matches("app%.lua:2: bad argument #1 to 'set_timeout' %(number expected, got string%)", err)
   end)
 
+  it("runs one reload at a time", function()
+    app = serve({ ["app.lua"] = app_source("one") }, { manual = true })
+    local gate = tycho.state("reload_spec.busy")
+    write(app.dir .. "/app.lua", [[
+local gate = tycho.state("reload_spec.busy")
+gate.entered = true
+for _ = 1, 5000 do
+  if gate.open then break end
+  tycho.sleep(0.002)
+end
+]] .. app_source("two"))
+    local first = tycho.spawn(function() return app.r:reload() end)
+    support.wait_for(function() return gate.entered end, "the app script to start")
+    assert.are.same({ nil, "a reload is already running" }, { app.r:reload() })
+    gate.open = true
+    assert.is_true(first:join())
+    assert.are.equal("two", curl(app.url))
+    tycho.state.forget("reload_spec.busy")
+  end)
+
+  it("reloads a module that registers itself in package.loaded", function()
+    local mod = "local M = { word = %q }\npackage.loaded[...] = M\n"
+    app = serve({
+      ["app.lua"] = "local m = require 'selfreg'\n"
+        .. "return function(req, res) res:send(m.word) end\n",
+      ["selfreg.lua"] = mod:format("first"),
+    }, { manual = true })
+    assert.is_nil(package.loaded.selfreg)
+    write(app.dir .. "/selfreg.lua", mod:format("second"))
+    assert.is_true(app.r:reload())
+    assert.are.equal("second", curl(app.url))
+    assert.is_nil(package.loaded.selfreg)
+  end)
+
   it("lets retired generations be garbage collected", function()
     app = serve({
       ["app.lua"] = "local h = require 'helper'\n"
