@@ -139,6 +139,51 @@ static int put_function(enc *e, int idx) {
 
 static int put_value(enc *e, int idx, int depth);
 
+/* The values t[1], t[2], ... up to the first nil; their count in *n. */
+static int put_array(enc *e, int idx, int depth, uint32_t *n) {
+  lua_State *L = e->L;
+  while (*n < UINT32_MAX &&
+         lua_rawgeti(L, idx, (lua_Integer)*n + 1) != LUA_TNIL) {
+    if (put_value(e, lua_gettop(L), depth + 1)) {
+      lua_pushinteger(L, (lua_Integer)*n + 1);
+      note_key(e, -1);
+      lua_pop(L, 2);
+      return -1;
+    }
+    lua_pop(L, 1);
+    (*n)++;
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* The other pairs; their count in *n. */
+static int put_pairs(enc *e, int idx, int depth, uint32_t narr, uint32_t *n) {
+  lua_State *L = e->L;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int k = lua_gettop(L) - 1;
+    if (lua_isinteger(L, k)) {
+      lua_Integer i = lua_tointeger(L, k);
+      if (i >= 1 && i <= (lua_Integer)narr) {
+        lua_pop(L, 1); /* sent with the array part */
+        continue;
+      }
+    }
+    if (put_value(e, k, depth + 1) || put_value(e, k + 1, depth + 1)) {
+      note_key(e, k);
+      lua_pop(L, 2);
+      return -1;
+    }
+    lua_pop(L, 1);
+    (*n)++;
+  }
+  return 0;
+}
+
+/* '{', the array and hash counts (so the receiver sizes the table once),
+ * the array values, the other pairs, '}'. A table met before is sent as a
+ * back-reference, which keeps shared subtables shared and ends cycles. */
 static int put_table(enc *e, int idx, int depth) {
   lua_State *L = e->L;
   if (depth > TY_THREAD_DEPTH_MAX)
@@ -154,19 +199,15 @@ static int put_table(enc *e, int idx, int depth) {
   lua_pushvalue(L, idx);
   lua_pushinteger(L, ++e->ntables);
   lua_rawset(L, e->seen);
-  if (put_tag(e, T_TABLE))
+  uint32_t counts[2] = {0, 0};
+  if (put_tag(e, T_TABLE) || put(e, counts, sizeof counts))
     return -1;
+  size_t at = e->b->len - sizeof counts;
   luaL_checkstack(L, 4, "too many nested tables");
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    int k = lua_gettop(L) - 1;
-    if (put_value(e, k, depth + 1) || put_value(e, k + 1, depth + 1)) {
-      note_key(e, k);
-      lua_pop(L, 2);
-      return -1;
-    }
-    lua_pop(L, 1);
-  }
+  if (put_array(e, idx, depth, &counts[0]) ||
+      put_pairs(e, idx, depth, counts[0], &counts[1]))
+    return -1;
+  memcpy(e->b->p + at, counts, sizeof counts);
   return put_tag(e, T_END);
 }
 
@@ -242,17 +283,30 @@ static void get_value(dec *d);
 
 static void get_table(dec *d) {
   lua_State *L = d->L;
+  uint32_t counts[2];
+  take(d, counts, sizeof counts);
+  /* Every value takes a byte at least: larger counts are corrupt, and
+   * must not size a table. */
+  size_t left = (size_t)(d->end - d->p);
+  if (counts[0] > left || counts[1] > left / 2)
+    luaL_error(L, "corrupt thread message");
   luaL_checkstack(L, 4, "too many nested tables");
-  lua_newtable(L);
+  lua_createtable(L, (int)counts[0], (int)counts[1]);
   lua_pushvalue(L, -1);
   lua_rawseti(L, d->refs, ++d->ntables);
-  while (d->p < d->end && *d->p != T_END) {
+  for (uint32_t i = 1; i <= counts[0]; i++) {
+    get_value(d);
+    lua_rawseti(L, -2, (lua_Integer)i);
+  }
+  for (uint32_t i = 0; i < counts[1]; i++) {
     get_value(d);
     get_value(d);
     lua_rawset(L, -3);
   }
   char tag;
   take(d, &tag, 1);
+  if (tag != T_END)
+    luaL_error(L, "corrupt thread message");
 }
 
 static void get_value(dec *d) {

@@ -51,6 +51,7 @@ static void test_round_trip(lua_State *A, lua_State *B) {
        "local shared = {k = 'v'}\n"
        "local t = {1, 2.5, 'three', a = shared, b = shared, [true] = false}\n"
        "t.self = t\n"
+       "t.holes = {1, nil, 3, [0] = 'z', [-1] = 'm', [2^53] = 'big'}\n"
        "return 7, 7.0, nil, t, function(x) return x * 3 end");
   ty_copybuf b = {0};
   char err[200];
@@ -66,7 +67,10 @@ static void test_round_trip(lua_State *A, lua_State *B) {
   lua_setglobal(B, "f");
   lua_setglobal(B, "t");
   lua_settop(B, 0);
-  eval(B, "return t.self == t, t.a == t.b, t.a.k, t[2], t[3], t[true], f(14)");
+  eval(B,
+       "return t.self == t, t.a == t.b, t.a.k, t[2], t[3], t[true], f(14),"
+       " t.holes[1] == 1 and t.holes[2] == nil and t.holes[3] == 3 and"
+       " t.holes[0] == 'z' and t.holes[-1] == 'm' and t.holes[2^53] == 'big'");
   CHECK(lua_toboolean(B, 1));
   CHECK(lua_toboolean(B, 2));
   CHECK(strcmp(lua_tostring(B, 3), "v") == 0);
@@ -74,6 +78,7 @@ static void test_round_trip(lua_State *A, lua_State *B) {
   CHECK(strcmp(lua_tostring(B, 5), "three") == 0);
   CHECK(lua_isboolean(B, 6) && !lua_toboolean(B, 6));
   CHECK(lua_tointeger(B, 7) == 42);
+  CHECK(lua_toboolean(B, 8));
   ty__copybuf_free(&b);
 }
 
