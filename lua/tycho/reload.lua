@@ -238,7 +238,12 @@ end
 local function load_generation(app, old)
   local gen = new_generation(app)
   gen.files[1] = app.abs
-  local chunk, err = loadfile(app.path, "bt", gen.env)
+  -- Read by absolute path (the app may chdir), named as the user gave it.
+  local f, oerr = io.open(app.abs, "rb")
+  if not f then return nil, oerr, gen end
+  local source = f:read("a")
+  f:close()
+  local chunk, err = load(source, "@" .. app.path, "bt", gen.env)
   if not chunk then return nil, err, gen end
   local ok, handler = protect(chunk, table.unpack(app.args))
   if ok and handler == nil then
