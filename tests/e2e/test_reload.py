@@ -278,3 +278,12 @@ def test_repl_dot_reload_swaps_the_code(start, tmp_path):
                        text=True, timeout=DEADLINE)
     assert "app.lua:2:" in r.stdout + r.stderr
     assert app.get() == (200, "two")
+
+
+def test_reload_after_the_app_changed_directory(start):
+    src = 'tycho.process.chdir("/")\n' + handler("%s")
+    app = start({"app.lua": src % "one"}, "--watch")
+    assert app.get() == (200, "one")
+    app.write("app.lua", src % "two")
+    app.wait_reloaded()
+    assert app.get() == (200, "two")
