@@ -8,6 +8,7 @@
 #define TY_MAX_BODY_BYTES (1024 * 1024)   /* request body -> 413 */
 #define TY_HEADER_TIMEOUT_MS 10000        /* whole head must arrive by then */
 #define TY_KEEPALIVE_TIMEOUT_MS 5000      /* idle keep-alive connection */
+#define TY_BODY_TIMEOUT_MS 10000          /* gap between body reads -> 408 */
 #define TY_LINGER_TIMEOUT_MS 2000         /* drain after we half-close */
 #define TY_MAX_CONNECTIONS 10000          /* excess get 503 and a close */
 #define TY_WRITE_HIGH_WATER (256 * 1024)  /* res:write waits above this */

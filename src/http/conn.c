@@ -209,6 +209,13 @@ static int busy(ty_conn *c) {
   return r && r->dispatched && r->body_done;
 }
 
+/* Responses wait unsent past the high-water mark: a client that does not
+ * read gets no more requests parsed (and is not read from) until it does,
+ * so pipelined requests cannot pile up responses in memory. */
+static int backed_up(ty_conn *c) {
+  return c->out.len + c->wbuf.len > TY_WRITE_HIGH_WATER;
+}
+
 static void parse_error(ty_conn *c, llhttp_errno_t err) {
   int status = 400;
   if (c->req && c->req->status >= 400) status = c->req->status;
@@ -232,6 +239,8 @@ static void on_pause(ty_conn *c) {
   ty_req *r = c->req;
   c->deadline = 0; /* the head is in: no header timeout from here */
   if (!r->body_done) { /* headers complete, a body follows */
+    /* A body that stops coming must not hold the connection forever. */
+    c->deadline = uv_now(c->h.stream.loop) + c->srv->lim.body_timeout_ms;
     if (r->expect_continue) send_continue(c);
     return;
   }
@@ -249,7 +258,7 @@ static void on_pause(ty_conn *c) {
 static size_t feed(ty_conn *c, const char *data, size_t len) {
   size_t used = 0;
   while (used < len && !c->closing && !c->close_after && !busy(c) &&
-         !c->upgraded) {
+         !c->upgraded && !backed_up(c)) {
     const char *at = data + used;
     feed_start = at;
     feed_end = data + len;
@@ -298,6 +307,8 @@ static void feed_buffered(ty_conn *c) {
 static void after_io(ty_conn *c);
 static void on_close(uv_handle_t *h);
 
+static void resume_input(ty_conn *c);
+
 static void on_write(uv_write_t *w, int status) {
   ty_conn *c = (ty_conn *)w->handle;
   free(w);
@@ -309,6 +320,7 @@ static void on_write(uv_write_t *w, int status) {
     ty_conn_close(c);
     return;
   }
+  resume_input(c);
   after_io(c);
 }
 
@@ -431,12 +443,31 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     ty_ws_takeover(c); /* websocket.c reads from here on */
     return;
   }
-  /* A client that pipelines faster than we answer waits in the kernel. */
-  if (!c->closing && c->in.len > c->srv->lim.max_header_bytes + TY_READ_BUFFER) {
+  ty_req *r = c->req; /* more of a body came: its timeout starts over */
+  if (r && r->headers_done && !r->body_done && !c->closing)
+    c->deadline = uv_now(s->loop) + c->srv->lim.body_timeout_ms;
+  /* A client that pipelines faster than we answer, or does not read our
+   * answers, waits in the kernel. */
+  if (!c->closing && (backed_up(c) || c->in.len > c->srv->lim.max_header_bytes +
+                                                     TY_READ_BUFFER)) {
     uv_read_stop(s);
     c->paused_read = 1;
   }
   after_io(c);
+}
+
+/* Output drained below the high-water mark: go on with what waits. */
+static void resume_input(ty_conn *c) {
+  if (c->closing || c->in_read || busy(c) || backed_up(c) || c->upgraded)
+    return;
+  c->in_read = 1;
+  feed_buffered(c);
+  c->in_read = 0;
+  if (c->paused_read && !c->closing && !backed_up(c) &&
+      c->in.len <= c->srv->lim.max_header_bytes + TY_READ_BUFFER) {
+    c->paused_read = 0;
+    ty_conn_resume_reading(c);
+  }
 }
 
 void ty_conn_resume_reading(ty_conn *c) {
@@ -471,7 +502,7 @@ void ty_conn_request_done(ty_conn *c) {
   c->in_read = 1;
   feed_buffered(c);
   c->in_read = 0;
-  if (c->paused_read && !c->closing && c->in.len == 0) {
+  if (c->paused_read && !c->closing && c->in.len == 0 && !backed_up(c)) {
     c->paused_read = 0;
     ty_conn_resume_reading(c);
   }

@@ -28,6 +28,7 @@ void ty_buf_free(ty_buf *b);
 typedef struct {
   size_t max_header_bytes, max_headers, max_body_bytes, max_connections;
   uint64_t header_timeout_ms, keepalive_timeout_ms;
+  uint64_t body_timeout_ms; /* longest wait for more of a request body */
   uint64_t cpu_limit_ms; /* a handler's running time per request; 0 off */
 } ty_http_limits;
 

@@ -120,7 +120,10 @@ static void on_sweep(uv_timer_t *t) {
   while (c != &s->conns) {
     ty_conn *next = c->next;
     if (c->deadline && now >= c->deadline) {
-      if (c->req && !c->req->headers_done && !c->shut) {
+      /* The head or a body the handler has not answered yet: 408. */
+      ty_req *r = c->req;
+      if (r && !c->shut && (!r->headers_done ||
+                            (!r->body_done && r->res_state == RES_NONE))) {
         ty_res_error(c, 408, 1);
         ty_conn_flush(c);
       }
@@ -156,6 +159,7 @@ static void read_limits(lua_State *L, int t, ty_http_limits *l) {
   l->max_connections = opt_size(L, t, "max_connections", TY_MAX_CONNECTIONS);
   l->header_timeout_ms = opt_ms(L, t, "header_timeout", TY_HEADER_TIMEOUT_MS);
   l->keepalive_timeout_ms = opt_ms(L, t, "keepalive_timeout", TY_KEEPALIVE_TIMEOUT_MS);
+  l->body_timeout_ms = opt_ms(L, t, "body_timeout", TY_BODY_TIMEOUT_MS);
   lua_getfield(L, t, "cpu_limit_ms"); /* 0 or absent: no limit */
   lua_Integer cpu = luaL_optinteger(L, -1, TY_CPU_LIMIT_MS);
   lua_pop(L, 1);
