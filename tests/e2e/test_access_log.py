@@ -2,10 +2,10 @@
 curl and http.client as clients."""
 import os
 import re
-import signal
 import subprocess
 import time
 
+from ops_support import stop_clean
 from tycho_server import Server
 
 APP = os.path.join(os.path.dirname(__file__), "apps", "ops_app.lua")
@@ -37,8 +37,7 @@ def test_access_log_file_has_one_line_per_request(tmp_path):
         curl(s.url + "/", "-X", "POST", "-d", "x=1")
         curl(s.url + "/slow?s=0.2")
         lines = wait_lines(path, 5)
-        s.signal(signal.SIGTERM)
-        assert s.wait() == 0
+        stop_clean(s)
     m = [LINE.match(l) for l in lines]
     assert all(m), lines
     got = [(x.group(3), x.group(4), x.group(6), x.group(7)) for x in m]
@@ -67,8 +66,7 @@ def test_access_log_dash_goes_to_stdout_under_workers():
     with Server(APP, "--workers", "2", "--access-log", "-") as s:
         for i in range(20):
             curl(s.url + f"/?n={i}", "-H", "Connection: close")
-        s.signal(signal.SIGTERM)
-        assert s.wait() == 0
+        stop_clean(s)
         out = s.proc.stdout.read().decode()
     lines = out.splitlines()
     assert len(lines) == 20, out
@@ -82,8 +80,7 @@ def test_access_log_is_off_by_default():
     with Server(APP) as s:
         for _ in range(3):
             curl(s.url + "/")
-        s.signal(signal.SIGTERM)
-        assert s.wait() == 0
+        stop_clean(s)
         assert s.proc.stdout.read() == b""
 
 
@@ -97,8 +94,7 @@ def test_unwritable_access_log_is_an_error(tmp_path):
 
 def test_error_log_lines_have_timestamp_level_and_source():
     with Server(APP, "--workers", "1", "--log-level", "debug") as s:
-        s.signal(signal.SIGTERM)
-        assert s.wait() == 0
+        stop_clean(s)
         err = s.stderr.decode()
     pat = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (debug|info|warn|error) \[supervisor\] ")
     lines = [l for l in err.splitlines() if not l.startswith("listening on")]

@@ -1,11 +1,11 @@
 """tycho.http.metrics() read by the Prometheus project's own parser
 (python3-prometheus-client), for one process and summed over workers."""
 import os
-import signal
 import subprocess
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from ops_support import stop_clean
 from tycho_server import Server
 
 APP = os.path.join(os.path.dirname(__file__), "apps", "ops_app.lua")
@@ -59,8 +59,7 @@ def test_single_process_metrics_parse_and_count():
         assert sample(f2, "tycho_lua_memory_bytes", "tycho_lua_memory_bytes", worker="0") > 10000
         assert sample(f2, "tycho_http_open_connections", "tycho_http_open_connections",
                       worker="all") >= 1
-        s.signal(signal.SIGTERM)
-        assert s.wait() == 0
+        stop_clean(s)
 
 
 def test_workers_metrics_are_per_worker_and_summed():
@@ -83,8 +82,7 @@ def test_workers_metrics_are_per_worker_and_summed():
         assert mem[0] + mem[1] == mem[2]
         assert sample(f, "tycho_workers", "tycho_workers") == 2
         assert sample(f, "tycho_worker_restarts", "tycho_worker_restarts_total") == 0
-        s.signal(signal.SIGTERM)
-        assert s.wait() == 0
+        stop_clean(s)
 
 
 def test_health_probes():
@@ -93,5 +91,4 @@ def test_health_probes():
         ready = curl(s.url + "/readyz", "-w", "%{http_code}")
         assert live.stdout == "ok\n200"
         assert ready.stdout == "ready\n200"
-        s.signal(signal.SIGTERM)
-        assert s.wait() == 0
+        stop_clean(s)

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from conftest import TYCHO
+from ops_support import stop_clean
 from tycho_server import Server
 
 APP = os.path.join(os.path.dirname(__file__), "apps", "ops_app.lua")
@@ -59,8 +60,7 @@ def test_two_workers_serve_from_two_processes():
         assert b"(2 workers)" in s.stderr
         pids = worker_pids(s, 2)
         assert s.proc.pid not in pids  # the supervisor serves nothing itself
-        s.signal(signal.SIGTERM)
-        assert s.wait() == 0
+        stop_clean(s)
         wait_gone(pids)
 
 
@@ -79,8 +79,7 @@ def test_killed_worker_is_restarted_and_logged():
         _, text = get(s, "/metrics")
         assert re.search(r"^tycho_worker_restarts_total 1$", text, re.M)
         assert re.search(r"^tycho_workers 2$", text, re.M)
-        s.signal(signal.SIGTERM)
-        assert s.wait() == 0
+        stop_clean(s)
 
 
 def test_sigterm_drains_an_in_flight_slow_request_then_exits_0():
@@ -186,8 +185,7 @@ def test_sighup_rolling_restart_loses_no_request():
         assert retired == before
         after = worker_pids(s, 2)
         assert not (after & before)
-        s.signal(signal.SIGTERM)
-        assert s.wait() == 0
+        stop_clean(s)
 
 
 def test_workers_exit_when_the_supervisor_is_killed():
@@ -220,8 +218,7 @@ def test_bad_workers_value_is_a_usage_error(value):
 def test_workers_auto_is_the_number_of_cores():
     with Server(APP, "--workers", "auto") as s:
         assert f"({os.cpu_count()} workers)".encode() in s.stderr
-        s.signal(signal.SIGTERM)
-        assert s.wait() == 0
+        stop_clean(s)
 
 
 def test_log_level_warn_hides_info_lines():
@@ -230,8 +227,7 @@ def test_log_level_warn_hides_info_lines():
         os.kill(pid, signal.SIGKILL)
         s.wait_stderr(rb"\d\d:\d\d:\d\d\.\d{3}Z warn \[supervisor\] worker 1 \(pid %d\) exited" % pid)
         assert worker_pids(s, 1) != {pid}
-        s.signal(signal.SIGTERM)
-        assert s.wait() == 0
+        stop_clean(s)
         assert b" info " not in s.stderr
 
 
@@ -246,8 +242,7 @@ def test_repl_socket_per_worker(tmp_path):
         r = subprocess.run([TYCHO, "attach", path + ".2"], input="print(tycho.uv.os_getpid())\n",
                            capture_output=True, text=True, timeout=30)
         assert int(float(r.stdout.strip().splitlines()[-1])) in worker_pids(s, 2)
-        s.signal(signal.SIGTERM)
-        assert s.wait() == 0
+        stop_clean(s)
 
 
 def test_watch_reloads_in_every_worker(tmp_path):
@@ -273,8 +268,7 @@ def test_watch_reloads_in_every_worker(tmp_path):
         after = answers()
         assert set(after) == pids  # the same processes, reloaded in place
         assert set(after.values()) == {"v2"}
-        s.signal(signal.SIGTERM)
-        assert s.wait() == 0
+        stop_clean(s)
 
 
 def test_sighup_with_a_broken_app_keeps_the_old_workers(tmp_path):
@@ -293,8 +287,7 @@ def test_sighup_with_a_broken_app_keeps_the_old_workers(tmp_path):
         s.wait_stderr(rb"rolling restart done")
         s.wait_stderr(rb"worker 2 \(pid \d+\) retired")
         assert get(s, "/") == (200, "fixed")
-        s.signal(signal.SIGTERM)
-        assert s.wait() == 0
+        stop_clean(s)
 
 
 def worker_pids_of(s, n):
