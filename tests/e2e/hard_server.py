@@ -1,6 +1,7 @@
 """Helpers for the hardening tests (test_smuggling, test_abuse, test_runaway):
 start `tycho run APP --port 0` on a temporary app, learn its port from the
 "listening on" line, talk raw HTTP over sockets, read the server's RSS."""
+import http.client
 import re
 import socket
 import subprocess
@@ -44,6 +45,16 @@ class Server:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
         raise AssertionError("no VmRSS")
+
+    def get(self, path="/", timeout=30):
+        """GET with Python's http.client: (status, body)."""
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            c.request("GET", path)
+            r = c.getresponse()
+            return r.status, r.read()
+        finally:
+            c.close()
 
     def connect(self, timeout=10):
         s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)

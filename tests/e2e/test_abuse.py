@@ -37,13 +37,7 @@ io.stderr:flush()
 
 
 def get(server, path="/"):
-    c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    try:
-        c.request("GET", path)
-        r = c.getresponse()
-        return r.status, r.read()
-    finally:
-        c.close()
+    return server.get(path)
 
 
 def stats(server):

@@ -81,14 +81,8 @@ def server(tmp_path_factory):
     assert s.stop() == 0
 
 
-def get(server, path, timeout=30):
-    c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
-    try:
-        c.request("GET", path)
-        r = c.getresponse()
-        return r.status, r.read()
-    finally:
-        c.close()
+def get(server, path="/"):
+    return server.get(path)
 
 
 def stats(server, closed=0):
