@@ -63,9 +63,9 @@ local on_exit, on_message
 
 -- The worker's command line: the supervisor's own `run` arguments without
 -- --workers, --repl PATH made per worker, and --worker-id K.
-local function worker_args(id)
+local function worker_args(a, id)
   local args = { "run" }
-  local a, i = S.args, 1
+  local i = 1
   while i <= #a do
     local v = a[i]
     if v == "--" then break end
@@ -85,13 +85,14 @@ local function worker_args(id)
   for j = i, #a do args[#args + 1] = a[j] end
   return args
 end
+M.worker_args = worker_args
 
 local function spawn(id)
   local slot = S.slots[id]
   local pipe = uv.new_pipe(false)
   local w = { id = id, pipe = pipe, started = uv.hrtime(), buf = "" }
   local handle, pid = uv.spawn(S.exe, {
-    args = worker_args(id),
+    args = worker_args(S.args, id),
     stdio = { 0, 1, 2, slot.fd, pipe },
   }, function(code, sig) on_exit(w, code, sig) end)
   if not handle then
