@@ -121,6 +121,10 @@ end
 ---@param path string
 ---@param worker? integer|string the worker id written in each line
 function M.access(server, path, worker)
+  local ok, set_log = pcall(function() return server.set_log end)
+  if type(server) ~= "userdata" or not ok or type(set_log) ~= "function" then
+    error(("bad argument #1 to 'access' (http server expected, got %s)"):format(type(server)), 2)
+  end
   check.arg(2, "access", path, "string")
   local f, err
   if path == "-" then

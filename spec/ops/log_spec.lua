@@ -86,6 +86,16 @@ describe("tycho.log access lines", function()
     os.remove(path)
   end)
 
+  it("raises on misuse", function()
+    assert.has_error(function() log.access({}, "x.log") end,
+      "bad argument #1 to 'access' (http server expected, got table)")
+    local server = assert(tycho.http.serve { port = 0, handler = function() return "x" end })
+    assert.has_error(function() log.access(server, 5) end,
+      "bad argument #2 to 'access' (string expected, got number)")
+    server:close()
+    server:wait_closed()
+  end)
+
   it("returns nil and a message for a file it cannot open", function()
     local server = assert(tycho.http.serve { port = 0, handler = function() return "x" end })
     local alog, err = log.access(server, "/nonexistent-dir/access.log")
