@@ -21,8 +21,8 @@
  * gone and its timer is closed, whichever happens last.
  */
 #define _GNU_SOURCE /* memmem */
-#include "http/http.h"
 #include "core/limits.h"
+#include "http/http.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
@@ -40,8 +40,14 @@
 #define WS_LINGER_MS 2000 /* after our FIN: read and drop until the peer's */
 
 enum { ST_CONNECTING, ST_OPEN, ST_CLOSING, ST_CLOSED };
-enum { OP_CONT = 0, OP_TEXT = 1, OP_BINARY = 2, OP_CLOSE = 8, OP_PING = 9,
-       OP_PONG = 10 };
+enum {
+  OP_CONT = 0,
+  OP_TEXT = 1,
+  OP_BINARY = 2,
+  OP_CLOSE = 8,
+  OP_PING = 9,
+  OP_PONG = 10
+};
 
 typedef struct ws_msg {
   struct ws_msg *next;
@@ -103,10 +109,14 @@ static void sha1_block(uint32_t h[5], const unsigned char *p) {
   uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
   for (int i = 0; i < 80; i++) {
     uint32_t f, k;
-    if (i < 20) f = (b & c) | (~b & d), k = 0x5A827999;
-    else if (i < 40) f = b ^ c ^ d, k = 0x6ED9EBA1;
-    else if (i < 60) f = (b & c) | (b & d) | (c & d), k = 0x8F1BBCDC;
-    else f = b ^ c ^ d, k = 0xCA62C1D6;
+    if (i < 20)
+      f = (b & c) | (~b & d), k = 0x5A827999;
+    else if (i < 40)
+      f = b ^ c ^ d, k = 0x6ED9EBA1;
+    else if (i < 60)
+      f = (b & c) | (b & d) | (c & d), k = 0x8F1BBCDC;
+    else
+      f = b ^ c ^ d, k = 0xCA62C1D6;
     uint32_t t = rol(a, 5) + f + e + k + w[i];
     e = d, d = c, c = rol(b, 30), b = a, a = t;
   }
@@ -118,17 +128,21 @@ static void sha1(const void *data, size_t n, unsigned char out[20]) {
   const unsigned char *p = data;
   uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
   size_t done = 0;
-  for (; n - done >= 64; done += 64) sha1_block(h, p + done);
+  for (; n - done >= 64; done += 64)
+    sha1_block(h, p + done);
   unsigned char last[128] = {0};
   size_t rest = n - done;
   memcpy(last, p + done, rest);
   last[rest] = 0x80;
   size_t total = rest + 9 <= 64 ? 64 : 128;
   uint64_t bits = (uint64_t)n * 8;
-  for (int i = 0; i < 8; i++) last[total - 1 - i] = (unsigned char)(bits >> (8 * i));
+  for (int i = 0; i < 8; i++)
+    last[total - 1 - i] = (unsigned char)(bits >> (8 * i));
   sha1_block(h, last);
-  if (total == 128) sha1_block(h, last + 64);
-  for (int i = 0; i < 20; i++) out[i] = (unsigned char)(h[i / 4] >> (24 - 8 * (i % 4)));
+  if (total == 128)
+    sha1_block(h, last + 64);
+  for (int i = 0; i < 20; i++)
+    out[i] = (unsigned char)(h[i / 4] >> (24 - 8 * (i % 4)));
 }
 
 /* Base64 of p[0..n) into out (room for 4*ceil(n/3)+1); returns its length. */
@@ -138,8 +152,10 @@ static size_t base64(const unsigned char *p, size_t n, char *out) {
   size_t o = 0;
   for (size_t i = 0; i < n; i += 3) {
     uint32_t v = (uint32_t)p[i] << 16;
-    if (i + 1 < n) v |= (uint32_t)p[i + 1] << 8;
-    if (i + 2 < n) v |= p[i + 2];
+    if (i + 1 < n)
+      v |= (uint32_t)p[i + 1] << 8;
+    if (i + 2 < n)
+      v |= p[i + 2];
     out[o++] = abc[v >> 18 & 63];
     out[o++] = abc[v >> 12 & 63];
     out[o++] = i + 1 < n ? abc[v >> 6 & 63] : '=';
@@ -162,20 +178,29 @@ static int utf8_valid(const unsigned char *s, size_t n) {
     }
     size_t need;
     unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) need = 1;
+    if (c >= 0xC2 && c <= 0xDF)
+      need = 1;
     else if (c >= 0xE0 && c <= 0xEF) {
       need = 2;
-      if (c == 0xE0) lo = 0xA0;
-      if (c == 0xED) hi = 0x9F;
+      if (c == 0xE0)
+        lo = 0xA0;
+      if (c == 0xED)
+        hi = 0x9F;
     } else if (c >= 0xF0 && c <= 0xF4) {
       need = 3;
-      if (c == 0xF0) lo = 0x90;
-      if (c == 0xF4) hi = 0x8F;
-    } else return 0;
-    if (i + need >= n) return 0;
-    if (s[i + 1] < lo || s[i + 1] > hi) return 0;
+      if (c == 0xF0)
+        lo = 0x90;
+      if (c == 0xF4)
+        hi = 0x8F;
+    } else
+      return 0;
+    if (i + need >= n)
+      return 0;
+    if (s[i + 1] < lo || s[i + 1] > hi)
+      return 0;
     for (size_t k = 2; k <= need; k++)
-      if ((s[i + k] & 0xC0) != 0x80) return 0;
+      if ((s[i + k] & 0xC0) != 0x80)
+        return 0;
     i += need + 1;
   }
   return 1;
@@ -187,10 +212,12 @@ static int utf8_valid(const unsigned char *s, size_t n) {
 static void wake(waiter *w) {
   ty_task *t = w->task;
   uint64_t tok = w->tok;
-  if (!t) return;
+  if (!t)
+    return;
   w->task = NULL;
   w->tok = 0;
-  if (ty_task_wakeable(t, tok)) ty_task_resume(t, 0);
+  if (ty_task_wakeable(t, tok))
+    ty_task_resume(t, 0);
 }
 
 static void wake_all(ty_ws *ws) {
@@ -210,7 +237,8 @@ static void cancel_wait(void *ud) {
 /* Parks the calling task on w; k runs after the wake. Raises when another
  * task already waits there. */
 static int park_on(lua_State *L, waiter *w, const char *what, lua_KFunction k) {
-  if (w->task) return luaL_error(L, "another task is already in ws:%s()", what);
+  if (w->task)
+    return luaL_error(L, "another task is already in ws:%s()", what);
   w->tok = ty_task_prepare(L);
   w->task = ty_task_current(L);
   return ty_task_park_k(L, cancel_wait, w, k, 0);
@@ -230,7 +258,8 @@ static void free_queue(ty_ws *ws) {
 }
 
 static void maybe_free(ty_ws *ws) {
-  if (ws->boxed || ws->stream || ws->timer_open) return;
+  if (ws->boxed || ws->stream || ws->timer_open)
+    return;
   ty_host_untrack(&ws->closer);
   free_queue(ws);
   ty_buf_free(&ws->in);
@@ -263,10 +292,12 @@ static void on_tcp_closed(uv_handle_t *h) {
 }
 
 static void set_closed(ty_ws *ws, int code, const char *reason, size_t len) {
-  if (ws->state == ST_CLOSED) return;
+  if (ws->state == ST_CLOSED)
+    return;
   ws->state = ST_CLOSED;
   ws->code = code;
-  if (len >= sizeof ws->reason) len = sizeof ws->reason - 1;
+  if (len >= sizeof ws->reason)
+    len = sizeof ws->reason - 1;
   memcpy(ws->reason, reason, len);
   ws->reason[len] = '\0';
 }
@@ -277,7 +308,8 @@ static void release_stream(ty_ws *ws) {
   if (ws->timer_open && !uv_is_closing((uv_handle_t *)&ws->timer))
     uv_timer_stop(&ws->timer);
   if (ws->conn) {
-    if (ws->handler_done) ty_conn_close(ws->conn);
+    if (ws->handler_done)
+      ty_conn_close(ws->conn);
     return;
   }
   if (ws->tcp && !uv_is_closing((uv_handle_t *)ws->tcp))
@@ -288,7 +320,8 @@ static void release_stream(ty_ws *ws) {
 static void abort_ws(ty_ws *ws, int code, const char *why) {
   set_closed(ws, code, why, strlen(why));
   ws->shut = ws->eof = 1;
-  if (ws->stream) uv_read_stop(ws->stream);
+  if (ws->stream)
+    uv_read_stop(ws->stream);
   release_stream(ws);
   wake_all(ws);
 }
@@ -297,7 +330,8 @@ static void abort_ws(ty_ws *ws, int code, const char *why) {
  * linger time. Closing with unread bytes would send a reset, which can
  * destroy our close frame before the peer reads it. */
 static void maybe_release(ty_ws *ws) {
-  if (ws->shut && (ws->eof || ws->lingered)) release_stream(ws);
+  if (ws->shut && (ws->eof || ws->lingered))
+    release_stream(ws);
 }
 
 static void on_timer(uv_timer_t *t);
@@ -306,7 +340,8 @@ static void on_shutdown(uv_shutdown_t *s, int status) {
   ty_ws *ws = s->data;
   ws->shut = 1;
   ws->shutting = 0;
-  if (status < 0) ws->eof = 1;
+  if (status < 0)
+    ws->eof = 1;
   if (ws->timer_open && !uv_is_closing((uv_handle_t *)&ws->timer))
     uv_timer_start(&ws->timer, on_timer, WS_LINGER_MS, 0);
   maybe_release(ws);
@@ -314,8 +349,10 @@ static void on_shutdown(uv_shutdown_t *s, int status) {
 
 /* After the close handshake: send what is queued, then FIN. */
 static void finish(ty_ws *ws) {
-  if (ws->shut || ws->shutting || !ws->stream) return;
-  if (ws->writing || ws->out.len) return; /* on_write comes back here */
+  if (ws->shut || ws->shutting || !ws->stream)
+    return;
+  if (ws->writing || ws->out.len)
+    return; /* on_write comes back here */
   ws->shutting = 1;
   ws->sreq.data = ws;
   if (uv_shutdown(&ws->sreq, ws->stream, on_shutdown) != 0) {
@@ -331,7 +368,8 @@ static void finish(ty_ws *ws) {
 static void flush(ty_ws *ws);
 
 static void wake_drain(ty_ws *ws) {
-  if (ws->out.len + ws->wbuf.len <= TY_WRITE_HIGH_WATER / 2) wake(&ws->drain);
+  if (ws->out.len + ws->wbuf.len <= TY_WRITE_HIGH_WATER / 2)
+    wake(&ws->drain);
 }
 
 static void on_write(uv_write_t *w, int status) {
@@ -344,7 +382,8 @@ static void on_write(uv_write_t *w, int status) {
   }
   flush(ws);
   wake_drain(ws);
-  if (ws->state == ST_CLOSED) finish(ws);
+  if (ws->state == ST_CLOSED)
+    finish(ws);
 }
 
 static void flush(ty_ws *ws) {
@@ -361,7 +400,8 @@ static void flush(ty_ws *ws) {
     abort_ws(ws, 1006, "write failed");
     return;
   }
-  if (n < 0) n = 0;
+  if (n < 0)
+    n = 0;
   ty_buf t = ws->wbuf;
   ws->wbuf = ws->out;
   ws->out = t;
@@ -393,7 +433,8 @@ static int put_frame(ty_ws *ws, int op, const void *data, size_t len) {
     n = 4;
   } else {
     h[1] = 127;
-    for (int i = 0; i < 8; i++) h[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+    for (int i = 0; i < 8; i++)
+      h[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
     n = 10;
   }
   unsigned char key[4] = {0};
@@ -403,12 +444,15 @@ static int put_frame(ty_ws *ws, int op, const void *data, size_t len) {
     memcpy(h + n, key, 4);
     n += 4;
   }
-  if (ty_buf_reserve(&ws->out, n + len) != 0) return -1;
+  if (ty_buf_reserve(&ws->out, n + len) != 0)
+    return -1;
   ty_buf_add(&ws->out, h, n);
   char *dst = ws->out.p + ws->out.len;
-  if (len) memcpy(dst, data, len);
+  if (len)
+    memcpy(dst, data, len);
   if (ws->client)
-    for (size_t i = 0; i < len; i++) dst[i] ^= (char)key[i & 3];
+    for (size_t i = 0; i < len; i++)
+      dst[i] ^= (char)key[i & 3];
   ws->out.len += len;
   return 0;
 }
@@ -418,7 +462,8 @@ static void put_close(ty_ws *ws, int code, const char *reason, size_t len) {
   char body[125];
   size_t n = 0;
   if (code) {
-    if (len > sizeof body - 2) len = sizeof body - 2;
+    if (len > sizeof body - 2)
+      len = sizeof body - 2;
     body[0] = (char)(code >> 8);
     body[1] = (char)(code & 0xFF);
     memcpy(body + 2, reason, len);
@@ -429,7 +474,8 @@ static void put_close(ty_ws *ws, int code, const char *reason, size_t len) {
 
 /* Fails the connection (RFC 6455 7.1.7): close frame with code, then FIN. */
 static void fail(ty_ws *ws, int code, const char *why) {
-  if (ws->state == ST_OPEN) put_close(ws, code, why, strlen(why));
+  if (ws->state == ST_OPEN)
+    put_close(ws, code, why, strlen(why));
   set_closed(ws, code, why, strlen(why));
   ws->in.len = 0;
   flush(ws);
@@ -441,17 +487,23 @@ static void fail(ty_ws *ws, int code, const char *why) {
 /* Timer: handshake timeout, keep-alive pings, idle and close timeouts    */
 
 static void arm(ty_ws *ws) {
-  if (!ws->timer_open || uv_is_closing((uv_handle_t *)&ws->timer)) return;
+  if (!ws->timer_open || uv_is_closing((uv_handle_t *)&ws->timer))
+    return;
   uint64_t now = uv_now(ws->timer.loop), due = UINT64_MAX;
-  if (ws->state == ST_CLOSING) due = ws->close_deadline;
+  if (ws->state == ST_CLOSING)
+    due = ws->close_deadline;
   else if (ws->state == ST_OPEN) {
-    if (ws->idle_ms) due = ws->last_rx + ws->idle_ms;
+    if (ws->idle_ms)
+      due = ws->last_rx + ws->idle_ms;
     if (ws->ping_ms) {
       uint64_t last = ws->last_rx > ws->last_ping ? ws->last_rx : ws->last_ping;
-      if (last + ws->ping_ms < due) due = last + ws->ping_ms;
+      if (last + ws->ping_ms < due)
+        due = last + ws->ping_ms;
     }
-  } else return;
-  if (due == UINT64_MAX) return;
+  } else
+    return;
+  if (due == UINT64_MAX)
+    return;
   uv_timer_start(&ws->timer, on_timer, due > now ? due - now : 0, 0);
 }
 
@@ -500,8 +552,10 @@ static void queue_msg(ty_ws *ws, const char *p, size_t len, int binary) {
   m->len = len;
   m->binary = binary;
   memcpy(m->data, p, len);
-  if (ws->tail) ws->tail->next = m;
-  else ws->head = m;
+  if (ws->tail)
+    ws->tail->next = m;
+  else
+    ws->head = m;
   ws->tail = m;
   ws->queued += len + 1;
 }
@@ -538,7 +592,8 @@ static void on_close_frame(ty_ws *ws, const unsigned char *p, size_t len) {
   }
   if (ws->state == ST_OPEN) /* echo the code: the handshake completes */
     put_close(ws, code == 1005 ? 0 : code, "", 0);
-  set_closed(ws, code, len > 2 ? (const char *)p + 2 : "", len > 2 ? len - 2 : 0);
+  set_closed(ws, code, len > 2 ? (const char *)p + 2 : "",
+             len > 2 ? len - 2 : 0);
   flush(ws);
   finish(ws);
 }
@@ -556,7 +611,8 @@ static void on_control(ty_ws *ws, int op, unsigned char *p, size_t len) {
   }
 }
 
-static void on_data_frame(ty_ws *ws, int op, int fin, const char *p, size_t len) {
+static void on_data_frame(ty_ws *ws, int op, int fin, const char *p,
+                          size_t len) {
   if (op == OP_CONT) {
     if (!ws->frag_op) {
       fail(ws, 1002, "continuation frame without a message");
@@ -566,7 +622,8 @@ static void on_data_frame(ty_ws *ws, int op, int fin, const char *p, size_t len)
       fail(ws, 1011, "out of memory");
       return;
     }
-    if (!fin) return;
+    if (!fin)
+      return;
     int mop = ws->frag_op;
     size_t mlen = ws->frag.len;
     ws->frag_op = 0;
@@ -584,47 +641,64 @@ static void on_data_frame(ty_ws *ws, int op, int fin, const char *p, size_t len)
   }
   ws->frag_op = op;
   ws->frag.len = 0;
-  if (ty_buf_add(&ws->frag, p, len) != 0) fail(ws, 1011, "out of memory");
+  if (ty_buf_add(&ws->frag, p, len) != 0)
+    fail(ws, 1011, "out of memory");
 }
 
 /* Handles the frame at p[0..n) if complete. Returns the bytes it used, 0
  * when more are needed, -1 when the connection failed. */
 static ssize_t frame(ty_ws *ws, unsigned char *p, size_t n) {
-  if (n < 2) return 0;
+  if (n < 2)
+    return 0;
   int fin = p[0] & 0x80, op = p[0] & 0x0F, masked = p[1] & 0x80;
   uint64_t len = p[1] & 0x7F;
   size_t hl = 2;
-  if (p[0] & 0x70) return fail(ws, 1002, "reserved bits set"), -1;
-  if ((op > 2 && op < 8) || op > 10) return fail(ws, 1002, "unknown opcode"), -1;
+  if (p[0] & 0x70)
+    return fail(ws, 1002, "reserved bits set"), -1;
+  if ((op > 2 && op < 8) || op > 10)
+    return fail(ws, 1002, "unknown opcode"), -1;
   if (op & 8) {
-    if (!fin) return fail(ws, 1002, "fragmented control frame"), -1;
-    if (len > 125) return fail(ws, 1002, "control frame over 125 bytes"), -1;
+    if (!fin)
+      return fail(ws, 1002, "fragmented control frame"), -1;
+    if (len > 125)
+      return fail(ws, 1002, "control frame over 125 bytes"), -1;
   }
-  if (!ws->client && !masked) return fail(ws, 1002, "unmasked client frame"), -1;
-  if (ws->client && masked) return fail(ws, 1002, "masked server frame"), -1;
+  if (!ws->client && !masked)
+    return fail(ws, 1002, "unmasked client frame"), -1;
+  if (ws->client && masked)
+    return fail(ws, 1002, "masked server frame"), -1;
   if (len == 126) {
-    if (n < 4) return 0;
+    if (n < 4)
+      return 0;
     len = (uint64_t)p[2] << 8 | p[3];
     hl = 4;
   } else if (len == 127) {
-    if (n < 10) return 0;
+    if (n < 10)
+      return 0;
     len = 0;
-    for (int i = 0; i < 8; i++) len = len << 8 | p[2 + i];
-    if (len >> 63) return fail(ws, 1002, "frame length out of range"), -1;
+    for (int i = 0; i < 8; i++)
+      len = len << 8 | p[2 + i];
+    if (len >> 63)
+      return fail(ws, 1002, "frame length out of range"), -1;
     hl = 10;
   }
   if (!(op & 8) && len + ws->frag.len * (op == OP_CONT) > ws->max_message)
     return fail(ws, 1009, "message too big"), -1;
-  if (masked) hl += 4;
-  if (n < hl || n - hl < len) return 0;
+  if (masked)
+    hl += 4;
+  if (n < hl || n - hl < len)
+    return 0;
   unsigned char *data = p + hl;
   if (masked) {
     const unsigned char *key = p + hl - 4;
-    for (size_t i = 0; i < len; i++) data[i] ^= key[i & 3];
+    for (size_t i = 0; i < len; i++)
+      data[i] ^= key[i & 3];
   }
   ws->last_rx = uv_now(ty_loop());
-  if (op & 8) on_control(ws, op, data, (size_t)len);
-  else on_data_frame(ws, op, fin, (const char *)data, (size_t)len);
+  if (op & 8)
+    on_control(ws, op, data, (size_t)len);
+  else
+    on_data_frame(ws, op, fin, (const char *)data, (size_t)len);
   return ws->state == ST_CLOSED ? -1 : (ssize_t)(hl + len);
 }
 
@@ -634,12 +708,14 @@ static void process(ty_ws *ws, unsigned char *p, size_t n, int from_in) {
   while (off < n && (ws->state == ST_OPEN || ws->state == ST_CLOSING)) {
     ssize_t used = frame(ws, p + off, n - off);
     if (used <= 0) {
-      if (used < 0) off = n;
+      if (used < 0)
+        off = n;
       break;
     }
     off += (size_t)used;
   }
-  if (ws->state == ST_CLOSED) off = n;
+  if (ws->state == ST_CLOSED)
+    off = n;
   if (from_in) {
     memmove(ws->in.p, ws->in.p + off, n - off);
     ws->in.len = n - off;
@@ -650,8 +726,10 @@ static void process(ty_ws *ws, unsigned char *p, size_t n, int from_in) {
     uv_read_stop(ws->stream);
     ws->read_paused = 1;
   }
-  if (ws->head || ws->state == ST_CLOSED) wake(&ws->recv);
-  if (ws->state == ST_CLOSED) wake_all(ws);
+  if (ws->head || ws->state == ST_CLOSED)
+    wake(&ws->recv);
+  if (ws->state == ST_CLOSED)
+    wake_all(ws);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
@@ -674,7 +752,8 @@ static void handshake_read(ty_ws *ws) {
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   ty_ws *ws = s->data;
   if (nread < 0) {
-    if (ws->state == ST_CONNECTING) ws->hs_err = (int)nread;
+    if (ws->state == ST_CONNECTING)
+      ws->hs_err = (int)nread;
     if (ws->state == ST_CLOSED) { /* the peer's FIN after the handshake */
       ws->eof = 1;
       uv_read_stop(s);
@@ -684,13 +763,16 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     abort_ws(ws, 1006, "connection lost");
     return;
   }
-  if (nread == 0) return;
+  if (nread == 0)
+    return;
   if (ws->state == ST_CONNECTING) {
-    if (ty_buf_add(&ws->in, buf->base, (size_t)nread) != 0) ws->hs_err = UV_ENOMEM;
+    if (ty_buf_add(&ws->in, buf->base, (size_t)nread) != 0)
+      ws->hs_err = UV_ENOMEM;
     handshake_read(ws);
     return;
   }
-  if (ws->state == ST_CLOSED) return; /* lingering: dropped */
+  if (ws->state == ST_CLOSED)
+    return; /* lingering: dropped */
   if (ws->in.len == 0) {
     process(ws, (unsigned char *)buf->base, (size_t)nread, 0);
   } else if (ty_buf_add(&ws->in, buf->base, (size_t)nread) != 0) {
@@ -701,7 +783,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 }
 
 static void start_reading(ty_ws *ws) {
-  if (!ws->stream || ws->state == ST_CLOSED) return;
+  if (!ws->stream || ws->state == ST_CLOSED)
+    return;
   ws->read_paused = 0;
   uv_read_start(ws->stream, on_alloc, on_read);
 }
@@ -712,14 +795,16 @@ static void start_reading(ty_ws *ws) {
 static void closer_close(ty_closer *cl) {
   ty_ws *ws = (ty_ws *)((char *)cl - offsetof(ty_ws, closer));
   close_timer(ws);
-  if (ws->conn && !ws->conn->closing) ty_conn_close(ws->conn);
+  if (ws->conn && !ws->conn->closing)
+    ty_conn_close(ws->conn);
   if (ws->tcp && !uv_is_closing((uv_handle_t *)ws->tcp))
     uv_close((uv_handle_t *)ws->tcp, on_tcp_closed);
 }
 
 static ty_ws *ws_new(lua_State *L) {
   ty_ws *ws = calloc(1, sizeof *ws);
-  if (!ws) luaL_error(L, "out of memory");
+  if (!ws)
+    luaL_error(L, "out of memory");
   ws_box *b = lua_newuserdatauv(L, sizeof *b, 1);
   b->ws = ws;
   luaL_setmetatable(L, WS_MT);
@@ -745,19 +830,22 @@ static void open_ws(ty_ws *ws) {
 
 void ty_ws_takeover(ty_conn *c) {
   ty_ws *ws = c->h.stream.data;
-  if (!ws || ws->taken) return;
+  if (!ws || ws->taken)
+    return;
   ws->taken = 1;
   ws->in = c->in; /* bytes read past the request are the first frames */
   memset(&c->in, 0, sizeof c->in);
   uv_read_stop(&c->h.stream);
   start_reading(ws);
   flush(ws);
-  if (ws->in.len) process(ws, (unsigned char *)ws->in.p, ws->in.len, 1);
+  if (ws->in.len)
+    process(ws, (unsigned char *)ws->in.p, ws->in.len, 1);
 }
 
 void ty_ws_handler_done(ty_conn *c) {
   ty_ws *ws = c->h.stream.data;
-  if (!ws) return;
+  if (!ws)
+    return;
   ws->handler_done = 1;
   if (ws->state == ST_OPEN) {
     put_close(ws, 1000, "", 0);
@@ -772,7 +860,8 @@ void ty_ws_handler_done(ty_conn *c) {
 
 void ty_ws_going_away(ty_conn *c) {
   ty_ws *ws = c->h.stream.data;
-  if (!ws || ws->state != ST_OPEN) return;
+  if (!ws || ws->state != ST_OPEN)
+    return;
   put_close(ws, 1001, "server closing", 14);
   ws->state = ST_CLOSING;
   ws->close_deadline = uv_now(ty_loop()) + WS_CLOSE_TIMEOUT_MS;
@@ -782,7 +871,8 @@ void ty_ws_going_away(ty_conn *c) {
 
 void ty_ws_conn_gone(ty_conn *c) {
   ty_ws *ws = c->h.stream.data;
-  if (!ws) return;
+  if (!ws)
+    return;
   c->h.stream.data = NULL;
   ws->conn = NULL;
   ws->stream = NULL;
@@ -798,7 +888,8 @@ void ty_ws_conn_gone(ty_conn *c) {
 
 static ty_ws *check_ws(lua_State *L) {
   ws_box *b = luaL_checkudata(L, 1, WS_MT);
-  if (!b->ws) luaL_error(L, "websocket is gone");
+  if (!b->ws)
+    luaL_error(L, "websocket is gone");
   return b->ws;
 }
 
@@ -819,16 +910,21 @@ static int ws_receive(lua_State *L) {
   ws_msg *m = ws->head;
   if (m) {
     ws->head = m->next;
-    if (!ws->head) ws->tail = NULL;
+    if (!ws->head)
+      ws->tail = NULL;
     ws->queued -= m->len + 1;
     lua_pushlstring(L, m->data, m->len);
-    if (m->binary) lua_pushliteral(L, "binary");
-    else lua_pushliteral(L, "text");
+    if (m->binary)
+      lua_pushliteral(L, "binary");
+    else
+      lua_pushliteral(L, "text");
     free(m);
-    if (ws->read_paused && ws->queued <= WS_QUEUE_HIGH / 2) start_reading(ws);
+    if (ws->read_paused && ws->queued <= WS_QUEUE_HIGH / 2)
+      start_reading(ws);
     return 2;
   }
-  if (ws->state == ST_CLOSED) return push_closed(L, ws);
+  if (ws->state == ST_CLOSED)
+    return push_closed(L, ws);
   return park_on(L, &ws->recv, "receive", receive_k);
 }
 
@@ -842,7 +938,8 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
   ty_ws *ws = check_ws(L);
-  if (ws->state == ST_CLOSED) return push_closed(L, ws);
+  if (ws->state == ST_CLOSED)
+    return push_closed(L, ws);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -855,14 +952,18 @@ static int ws_send(lua_State *L) {
   const char *p = luaL_checklstring(L, 2, &len);
   static const char *const kinds[] = {"text", "binary", NULL};
   int binary = luaL_checkoption(L, 3, "text", kinds);
-  if (ws->state != ST_OPEN) return push_closed(L, ws);
+  if (ws->state != ST_OPEN)
+    return push_closed(L, ws);
   if (!binary && !utf8_valid((const unsigned char *)p, len))
-    return luaL_argerror(L, 2, "text is not valid UTF-8 (send it as \"binary\")");
+    return luaL_argerror(L, 2,
+                         "text is not valid UTF-8 (send it as \"binary\")");
   if (put_frame(ws, binary ? OP_BINARY : OP_TEXT, p, len) != 0)
     return luaL_error(L, "out of memory");
   flush(ws);
-  if (ws->state == ST_CLOSED) return push_closed(L, ws);
-  if (ws->out.len + ws->wbuf.len <= TY_WRITE_HIGH_WATER || !ty_task_current(L)) {
+  if (ws->state == ST_CLOSED)
+    return push_closed(L, ws);
+  if (ws->out.len + ws->wbuf.len <= TY_WRITE_HIGH_WATER ||
+      !ty_task_current(L)) {
     lua_pushboolean(L, 1);
     return 1;
   }
@@ -874,7 +975,8 @@ static int ping_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
   ty_ws *ws = check_ws(L);
-  if (ws->state == ST_CLOSED) return push_closed(L, ws);
+  if (ws->state == ST_CLOSED)
+    return push_closed(L, ws);
   lua_pushnumber(L, (double)(uv_hrtime() - ws->ping_sent_ns) / 1e9);
   return 1;
 }
@@ -885,11 +987,13 @@ static int ws_ping(lua_State *L) {
   size_t len = 0;
   const char *p = luaL_optlstring(L, 2, "", &len);
   luaL_argcheck(L, len <= 125, 2, "ping data over 125 bytes");
-  if (ws->state != ST_OPEN) return push_closed(L, ws);
+  if (ws->state != ST_OPEN)
+    return push_closed(L, ws);
   ws->ping_sent_ns = uv_hrtime();
   put_frame(ws, OP_PING, p, len);
   flush(ws);
-  if (ws->state != ST_OPEN) return push_closed(L, ws);
+  if (ws->state != ST_OPEN)
+    return push_closed(L, ws);
   lua_settop(L, 1);
   return park_on(L, &ws->pong, "ping", ping_k);
 }
@@ -908,7 +1012,8 @@ static int ws_close(lua_State *L) {
   lua_Integer code = luaL_optinteger(L, 2, 1000);
   size_t len = 0;
   const char *reason = luaL_optlstring(L, 3, "", &len);
-  luaL_argcheck(L, valid_code((int)code) && code != 1005, 2, "invalid close code");
+  luaL_argcheck(L, valid_code((int)code) && code != 1005, 2,
+                "invalid close code");
   luaL_argcheck(L, len <= 123, 3, "reason over 123 bytes");
   luaL_argcheck(L, utf8_valid((const unsigned char *)reason, len), 3,
                 "reason is not valid UTF-8");
@@ -934,7 +1039,8 @@ static int ws_index(lua_State *L) {
   ty_ws *ws = check_ws(L);
   const char *k = luaL_checkstring(L, 2);
   if (strcmp(k, "state") == 0) {
-    static const char *const names[] = {"connecting", "open", "closing", "closed"};
+    static const char *const names[] = {"connecting", "open", "closing",
+                                        "closed"};
     lua_pushstring(L, names[ws->state]);
     return 1;
   }
@@ -944,7 +1050,8 @@ static int ws_index(lua_State *L) {
   }
   luaL_getmetatable(L, WS_MT);
   lua_getfield(L, -1, "methods");
-  if (lua_getfield(L, -1, k) != LUA_TNIL) return 1;
+  if (lua_getfield(L, -1, k) != LUA_TNIL)
+    return 1;
   lua_getiuservalue(L, 1, 1);
   lua_getfield(L, -1, k);
   return 1;
@@ -962,21 +1069,24 @@ static int ws_newindex(lua_State *L) {
 static int ws_gc(lua_State *L) {
   ws_box *b = luaL_checkudata(L, 1, WS_MT);
   ty_ws *ws = b->ws;
-  if (!ws) return 0;
+  if (!ws)
+    return 0;
   b->ws = NULL;
   ws->boxed = 0;
   /* A client nobody can reach any more: drop its connection. A server
    * websocket closes when its handler ends. */
   if (ws->tcp && ws->state != ST_CLOSED && !ty_host_get()->stopping)
     abort_ws(ws, 1006, "collected");
-  if (!ws->stream) close_timer(ws);
+  if (!ws->stream)
+    close_timer(ws);
   maybe_free(ws);
   return 0;
 }
 
 static int ws_tostring(lua_State *L) {
   ws_box *b = luaL_checkudata(L, 1, WS_MT);
-  static const char *const names[] = {"connecting", "open", "closing", "closed"};
+  static const char *const names[] = {"connecting", "open", "closing",
+                                      "closed"};
   lua_pushfstring(L, "websocket (%s)", b->ws ? names[b->ws->state] : "gone");
   return 1;
 }
@@ -985,17 +1095,21 @@ static int ws_tostring(lua_State *L) {
 /* Lua: server accept and reject                                          */
 
 static void opt_limits(lua_State *L, int idx, ty_ws *ws) {
-  if (!lua_istable(L, idx)) return;
+  if (!lua_istable(L, idx))
+    return;
   lua_getfield(L, idx, "max_message");
   if (!lua_isnil(L, -1)) {
     lua_Integer v = luaL_checkinteger(L, -1);
-    if (v <= 0) luaL_error(L, "bad option 'max_message' (positive number expected)");
+    if (v <= 0)
+      luaL_error(L, "bad option 'max_message' (positive number expected)");
     ws->max_message = (size_t)v;
   }
   lua_getfield(L, idx, "ping_interval");
-  if (!lua_isnil(L, -1)) ws->ping_ms = (uint64_t)(luaL_checknumber(L, -1) * 1000);
+  if (!lua_isnil(L, -1))
+    ws->ping_ms = (uint64_t)(luaL_checknumber(L, -1) * 1000);
   lua_getfield(L, idx, "idle_timeout");
-  if (!lua_isnil(L, -1)) ws->idle_ms = (uint64_t)(luaL_checknumber(L, -1) * 1000);
+  if (!lua_isnil(L, -1))
+    ws->idle_ms = (uint64_t)(luaL_checknumber(L, -1) * 1000);
   lua_pop(L, 3);
 }
 
@@ -1027,11 +1141,12 @@ static int l_accept(lua_State *L) {
   lua_pop(L, 1);
   base64(digest, 20, accept);
   char head[512];
-  int n = snprintf(head, sizeof head,
-                   "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                   "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
-                   accept, proto ? "Sec-WebSocket-Protocol: " : "",
-                   proto ? proto : "", proto ? "\r\n" : "");
+  int n =
+      snprintf(head, sizeof head,
+               "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
+               accept, proto ? "Sec-WebSocket-Protocol: " : "",
+               proto ? proto : "", proto ? "\r\n" : "");
   ty_buf_add(&ws->out, head, (size_t)n);
   r->res_state = RES_DONE;
   r->status = 101;
@@ -1041,7 +1156,8 @@ static int l_accept(lua_State *L) {
   c->upgraded = 1;
   c->deadline = 0;
   open_ws(ws);
-  if (!c->in_read) ty_ws_takeover(c); /* else at the end of conn's read */
+  if (!c->in_read)
+    ty_ws_takeover(c); /* else at the end of conn's read */
   return 1;
 }
 
@@ -1051,21 +1167,25 @@ static int l_reject(lua_State *L) {
   int status = (int)luaL_checkinteger(L, 2);
   const char *msg = luaL_checkstring(L, 3);
   ty_conn *c = r->conn;
-  if (r->res_state != RES_NONE) return luaL_error(L, "response already started");
+  if (r->res_state != RES_NONE)
+    return luaL_error(L, "response already started");
   char buf[512], date[64];
   ty_http_date(date);
-  int n = snprintf(buf, sizeof buf,
-                   "HTTP/1.1 %d %s\r\n%s%sContent-Type: text/plain; "
-                   "charset=utf-8\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
-                   status, ty_http_reason(status), date,
-                   status == 426 ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n" : "",
-                   strlen(msg) + 1, msg);
+  int n = snprintf(
+      buf, sizeof buf,
+      "HTTP/1.1 %d %s\r\n%s%sContent-Type: text/plain; "
+      "charset=utf-8\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
+      status, ty_http_reason(status), date,
+      status == 426 ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                    : "",
+      strlen(msg) + 1, msg);
   r->res_state = RES_DONE;
   r->status = status;
   r->res_close = 1;
   ty_buf_add(&c->out, buf, (size_t)n);
   c->close_after = 1;
-  if (!c->in_read) ty_conn_flush(c);
+  if (!c->in_read)
+    ty_conn_flush(c);
   return 0;
 }
 
@@ -1092,7 +1212,8 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
   ty_ws *ws = b->ws;
   if (ws->hs_err || ws->state == ST_CLOSED) {
     int err = ws->hs_err ? ws->hs_err : UV_ECONNRESET;
-    if (ws->state != ST_CLOSED) abort_ws(ws, 1006, "handshake failed");
+    if (ws->state != ST_CLOSED)
+      abort_ws(ws, 1006, "handshake failed");
     lua_pushnil(L);
     lua_pushfstring(L, "%s: %s", uv_err_name(err), uv_strerror(err));
     lua_pushstring(L, uv_err_name(err));
@@ -1127,14 +1248,16 @@ static int l_connect(lua_State *L) {
   ws->client = 1;
   ws->state = ST_CONNECTING;
   ws->tcp = malloc(sizeof *ws->tcp);
-  if (!ws->tcp) return luaL_error(L, "out of memory");
+  if (!ws->tcp)
+    return luaL_error(L, "out of memory");
   uv_tcp_init(ty_loop(), ws->tcp);
   ws->tcp->data = ws;
   ws->stream = (uv_stream_t *)ws->tcp;
   uv_tcp_nodelay(ws->tcp, 1);
   ty_buf_add(&ws->out, head, hlen);
   ws->creq.data = ws;
-  int err = uv_tcp_connect(&ws->creq, ws->tcp, (struct sockaddr *)&addr, on_connect);
+  int err =
+      uv_tcp_connect(&ws->creq, ws->tcp, (struct sockaddr *)&addr, on_connect);
   if (err) {
     abort_ws(ws, 1006, "connect failed");
     lua_pushnil(L);
@@ -1152,18 +1275,21 @@ static int l_connect(lua_State *L) {
 /* ws:_open(): the handshake checked out; frames flow. */
 static int ws_open_client(lua_State *L) {
   ty_ws *ws = check_ws(L);
-  if (ws->state != ST_CONNECTING) return 0;
+  if (ws->state != ST_CONNECTING)
+    return 0;
   uv_timer_stop(&ws->timer);
   open_ws(ws);
   start_reading(ws);
-  if (ws->in.len) process(ws, (unsigned char *)ws->in.p, ws->in.len, 1);
+  if (ws->in.len)
+    process(ws, (unsigned char *)ws->in.p, ws->in.len, 1);
   return 0;
 }
 
 /* ws:_abort(): drop the connection without a handshake. */
 static int ws_abort(lua_State *L) {
   ty_ws *ws = check_ws(L);
-  if (ws->state != ST_CLOSED) abort_ws(ws, 1006, "aborted");
+  if (ws->state != ST_CLOSED)
+    abort_ws(ws, 1006, "aborted");
   return 0;
 }
 
@@ -1211,14 +1337,21 @@ static int l_utf8_valid(lua_State *L) {
 }
 
 int ty_ws_open(lua_State *L) {
-  static const luaL_Reg methods[] = {{"receive", ws_receive}, {"send", ws_send},
-                                     {"ping", ws_ping},       {"close", ws_close},
-                                     {"_open", ws_open_client}, {"_abort", ws_abort},
+  static const luaL_Reg methods[] = {{"receive", ws_receive},
+                                     {"send", ws_send},
+                                     {"ping", ws_ping},
+                                     {"close", ws_close},
+                                     {"_open", ws_open_client},
+                                     {"_abort", ws_abort},
                                      {NULL, NULL}};
-  static const luaL_Reg funcs[] = {{"accept", l_accept},   {"reject", l_reject},
-                                   {"connect", l_connect}, {"accept_key", l_accept_key},
-                                   {"sha1", l_sha1},       {"base64", l_base64},
-                                   {"utf8_valid", l_utf8_valid}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"accept", l_accept},
+                                   {"reject", l_reject},
+                                   {"connect", l_connect},
+                                   {"accept_key", l_accept_key},
+                                   {"sha1", l_sha1},
+                                   {"base64", l_base64},
+                                   {"utf8_valid", l_utf8_valid},
+                                   {NULL, NULL}};
   luaL_newmetatable(L, WS_MT);
   luaL_newlib(L, methods);
   lua_setfield(L, -2, "methods");
