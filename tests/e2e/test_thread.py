@@ -2,7 +2,9 @@
 thread keeps answering other requests, thread errors reach the log with the
 thread's traceback, and module names resolve from the app's directory."""
 import http.client
+import signal
 import threading
+import time
 
 from tycho_server import Server
 
@@ -29,6 +31,9 @@ end)
 app:get("/sum", function(req, res)
   res:send(tostring(tycho.thread.run(sum_squares, 1000000)))
 end)
+app:get("/running", function(req, res)
+  res:send(tostring(tycho.thread.stats().running))
+end)
 app:get("/fail", function(req, res)
   tycho.thread.run(function() error("thread broke") end)
 end)
@@ -44,6 +49,14 @@ def get(srv, path, timeout=30):
         return resp.status, resp.read().decode()
     finally:
         conn.close()
+
+
+def stop_clean(srv):
+    """SIGTERM: the server drains, joins its threads and exits 0, with no
+    sanitizer report (under an ASan build)."""
+    srv.signal(signal.SIGTERM)
+    assert srv.wait() == 0
+    assert b"Sanitizer" not in srv.stderr and b"runtime error" not in srv.stderr, srv.stderr
 
 
 def start(tmp_path):
@@ -66,6 +79,7 @@ def test_server_answers_while_a_thread_computes(tmp_path):
         (tmp_path / "go").write_text("x")
         waiter.join(30)
         assert result["r"] == (200, "true")
+        stop_clean(srv)
 
 
 def test_results_come_back_from_threads_in_parallel(tmp_path):
@@ -81,14 +95,16 @@ def test_results_come_back_from_threads_in_parallel(tmp_path):
         for w in workers:
             w.join(60)
         assert results == [(200, str(expected))] * 4
+        stop_clean(srv)
 
 
 def test_thread_error_is_500_and_logged_with_thread_traceback(tmp_path):
     with start(tmp_path) as srv:
         assert get(srv, "/fail")[0] == 500
         srv.wait_stderr(rb"thread broke")
-        srv.wait_stderr(rb"thread stack traceback:\n\t\[C\]: in function 'error'\n\t[^\n]*app\.lua:24: in function <")
+        srv.wait_stderr(rb"thread stack traceback:\n\t\[C\]: in function 'error'\n\t[^\n]*app\.lua:27: in function <")
         assert get(srv, "/") == (200, "root")
+        stop_clean(srv)
 
 
 def test_module_name_resolves_on_package_path(tycho, tmp_path):
@@ -107,3 +123,22 @@ def test_module_name_resolves_on_package_path(tycho, tmp_path):
     assert lines[0] == "3.0"
     assert lines[1] == "HI!"
     assert lines[2].startswith("false\tmodule 'stats' has no function 'median'")
+
+
+def test_shutdown_interrupts_a_running_thread(tmp_path):
+    app = tmp_path / "app.lua"
+    app.write_text(APP)
+    env = {"MARKER": str(tmp_path / "never"), "PATH": "/usr/bin:/bin"}
+    with Server(app, "--grace", "1", env=env) as srv:
+        conn = http.client.HTTPConnection(srv.host, srv.port, timeout=30)
+        conn.request("GET", "/wait")  # its thread would spin for 20 s
+        for _ in range(1000):
+            if get(srv, "/running") == (200, "1"):
+                break
+        assert get(srv, "/running") == (200, "1")
+        t0 = time.monotonic()
+        # Past the grace second the process exits; teardown interrupts the
+        # thread instead of waiting the 20 s out.
+        stop_clean(srv)
+        assert time.monotonic() - t0 < 10
+        conn.close()

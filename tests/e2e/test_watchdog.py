@@ -1,6 +1,7 @@
 """The loop watchdog as a user meets it: `tycho run ... --block-warn MS`
 names the task and the Lua line that keeps the event loop busy."""
 import re
+import signal
 import subprocess
 import urllib.request
 
@@ -111,3 +112,7 @@ def test_busy_http_handler_names_method_and_path(tmp_path):
         with urllib.request.urlopen(srv.url + "/", timeout=10) as resp:
             assert resp.read() == b"ok"
         assert srv.stderr.decode().count("has been blocked") == before
+        # SIGTERM: the watchdog thread is stopped and joined on the way out.
+        srv.signal(signal.SIGTERM)
+        assert srv.wait() == 0
+        assert b"Sanitizer" not in srv.stderr and b"runtime error" not in srv.stderr
