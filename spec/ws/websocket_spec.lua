@@ -185,6 +185,54 @@ describe("WebSocket server and client", function()
     silent:close()
   end)
 
+  -- A peer that answers the handshake, then never answers: with read, it
+  -- reads until our close frame (and hangs up); without, it never reads
+  -- again but sends a text frame every 50 ms (so we are not idle).
+  local function mute_peer(read)
+    return assert(tycho.net.listen { port = 0, handler = function(conn)
+      local head = ""
+      while not head:find("\r\n\r\n", 1, true) do head = head .. assert(conn:read()) end
+      local key = head:match("[Ss]ec%-[Ww]eb[Ss]ocket%-[Kk]ey: *([^\r]+)")
+      conn:write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        .. "Connection: Upgrade\r\nSec-WebSocket-Accept: " .. tycho.ws.accept_key(key) .. "\r\n\r\n")
+      if read then
+        repeat
+          local data = conn:read()
+        until not data or data:find("\136", 1, true) -- 0x88: a close frame
+      else
+        for _ = 1, 200 do
+          if not conn:write("\129\4tick") then return end
+          tycho.sleep(0.05)
+        end
+      end
+    end })
+  end
+
+  it("gives up on a ping nobody answers", function()
+    local peer = mute_peer(true)
+    local ws = assert(tycho.ws.connect("ws://127.0.0.1:" .. peer.port .. "/"))
+    local t0 = tycho.now()
+    assert.same({ nil, "timeout" }, { ws:ping("anyone?", 0.1) })
+    assert.is_true(tycho.now() - t0 < 3000)
+    assert.has_error(function() ws:ping("x", 0) end, "bad argument #2 to 'ping' (timeout must be positive)")
+    assert.is_true(ws:close())
+    peer:close()
+  end)
+
+  it("drops a peer that stops reading our output (idle_timeout)", function()
+    local peer = mute_peer(false)
+    local ws = assert(tycho.ws.connect("ws://127.0.0.1:" .. peer.port .. "/",
+      { idle_timeout = 0.3, ping_interval = 0 }))
+    local chunk = ("z"):rep(1024 * 1024)
+    local result
+    for _ = 1, 200 do -- the kernel buffers fill; then send waits, then fails
+      result = { ws:send(chunk, "binary") }
+      if not result[1] then break end
+    end
+    assert.same({ nil, "closed", 1006, "peer stopped reading" }, result)
+    peer:close()
+  end)
+
   it("returns connection errors", function()
     local ws, _, code = tycho.ws.connect("ws://127.0.0.1:1/")
     assert.is_nil(ws)

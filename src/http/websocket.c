@@ -35,6 +35,7 @@
 #define WS_PING_INTERVAL_MS 30000         /* keep-alive ping when idle */
 #define WS_IDLE_TIMEOUT_MS 75000          /* nothing received -> close */
 #define WS_CLOSE_TIMEOUT_MS 5000          /* wait for the peer's close */
+#define WS_PONG_TIMEOUT_MS 30000          /* ws:ping() default */
 #define WS_QUEUE_HIGH (1024 * 1024)       /* unreceived bytes: stop reading */
 #define WS_HEAD_MAX (16 * 1024)           /* client: response head */
 #define WS_LINGER_MS 2000 /* after our FIN: read and drop until the peer's */
@@ -81,7 +82,10 @@ typedef struct ty_ws {
       lingered : 1;
   size_t max_message;
   uint64_t ping_ms, idle_ms, last_rx, last_ping, close_deadline;
+  uint64_t last_tx;       /* loop ms of the last write progress */
+  uint64_t pong_deadline; /* ws:ping() gives up then */
   uint64_t ping_sent_ns;
+  int pong_timed_out;
   int hs_err;       /* client: connect/handshake failure (libuv code) */
   int code;         /* close code receive() reports */
   char reason[128]; /* and its reason */
@@ -380,6 +384,7 @@ static void on_write(uv_write_t *w, int status) {
     abort_ws(ws, 1006, "write failed");
     return;
   }
+  ws->last_tx = uv_now(ty_loop());
   flush(ws);
   wake_drain(ws);
   if (ws->state == ST_CLOSED)
@@ -394,6 +399,7 @@ static void flush(ty_ws *ws) {
   int n = uv_try_write(ws->stream, &b, 1);
   if (n == (int)ws->out.len) {
     ws->out.len = 0;
+    ws->last_tx = uv_now(ty_loop());
     return;
   }
   if (n < 0 && n != UV_EAGAIN) {
@@ -412,6 +418,7 @@ static void flush(ty_ws *ws) {
   }
   b = uv_buf_init(ws->wbuf.p, (unsigned)ws->wbuf.len);
   ws->writing = 1;
+  ws->last_tx = uv_now(ty_loop()); /* a stall is counted from here */
   ws->wreq.data = ws;
   if (uv_write(&ws->wreq, ws->stream, &b, 1, on_write) != 0) {
     ws->writing = 0;
@@ -472,12 +479,22 @@ static void put_close(ty_ws *ws, int code, const char *reason, size_t len) {
   put_frame(ws, OP_CLOSE, body, n);
 }
 
+static void arm(ty_ws *ws);
+
+/* Closed: our last frames and FIN must go out by the close timeout (a peer
+ * that does not read could hold them forever). */
+static void closed_deadline(ty_ws *ws) {
+  ws->close_deadline = uv_now(ty_loop()) + WS_CLOSE_TIMEOUT_MS;
+  arm(ws);
+}
+
 /* Fails the connection (RFC 6455 7.1.7): close frame with code, then FIN. */
 static void fail(ty_ws *ws, int code, const char *why) {
   if (ws->state == ST_OPEN)
     put_close(ws, code, why, strlen(why));
   set_closed(ws, code, why, strlen(why));
   ws->in.len = 0;
+  closed_deadline(ws);
   flush(ws);
   finish(ws);
   wake_all(ws);
@@ -490,16 +507,20 @@ static void arm(ty_ws *ws) {
   if (!ws->timer_open || uv_is_closing((uv_handle_t *)&ws->timer))
     return;
   uint64_t now = uv_now(ws->timer.loop), due = UINT64_MAX;
-  if (ws->state == ST_CLOSING)
+  if (ws->state == ST_CLOSING || (ws->state == ST_CLOSED && !ws->shut))
     due = ws->close_deadline;
   else if (ws->state == ST_OPEN) {
     if (ws->idle_ms)
       due = ws->last_rx + ws->idle_ms;
+    if (ws->idle_ms && ws->writing && ws->last_tx + ws->idle_ms < due)
+      due = ws->last_tx + ws->idle_ms;
     if (ws->ping_ms) {
       uint64_t last = ws->last_rx > ws->last_ping ? ws->last_rx : ws->last_ping;
       if (last + ws->ping_ms < due)
         due = last + ws->ping_ms;
     }
+    if (ws->pong_deadline && ws->pong_deadline < due)
+      due = ws->pong_deadline;
   } else
     return;
   if (due == UINT64_MAX)
@@ -510,8 +531,12 @@ static void arm(ty_ws *ws) {
 static void on_timer(uv_timer_t *t) {
   ty_ws *ws = t->data;
   uint64_t now = uv_now(t->loop);
-  if (ws->state == ST_CLOSED) { /* the linger time after our FIN is over */
-    ws->lingered = 1;
+  if (ws->state == ST_CLOSED) {
+    if (!ws->shut) { /* our close frame or FIN could not be sent in time */
+      abort_ws(ws, ws->code, ws->reason);
+      return;
+    }
+    ws->lingered = 1; /* the linger time after our FIN is over */
     maybe_release(ws);
     return;
   }
@@ -527,6 +552,16 @@ static void on_timer(uv_timer_t *t) {
   if (ws->state == ST_OPEN && ws->idle_ms && now >= ws->last_rx + ws->idle_ms) {
     fail(ws, 1001, "idle timeout");
     return;
+  }
+  if (ws->state == ST_OPEN && ws->idle_ms && ws->writing &&
+      now >= ws->last_tx + ws->idle_ms) {
+    abort_ws(ws, 1006, "peer stopped reading");
+    return;
+  }
+  if (ws->state == ST_OPEN && ws->pong_deadline && now >= ws->pong_deadline) {
+    ws->pong_deadline = 0;
+    ws->pong_timed_out = 1;
+    wake(&ws->pong);
   }
   if (ws->state == ST_OPEN && ws->ping_ms) {
     uint64_t last = ws->last_rx > ws->last_ping ? ws->last_rx : ws->last_ping;
@@ -594,6 +629,7 @@ static void on_close_frame(ty_ws *ws, const unsigned char *p, size_t len) {
     put_close(ws, code == 1005 ? 0 : code, "", 0);
   set_closed(ws, code, len > 2 ? (const char *)p + 2 : "",
              len > 2 ? len - 2 : 0);
+  closed_deadline(ws);
   flush(ws);
   finish(ws);
 }
@@ -607,6 +643,7 @@ static void on_control(ty_ws *ws, int op, unsigned char *p, size_t len) {
       flush(ws);
     }
   } else if (ws->pong.task) { /* OP_PONG answers our ws:ping() */
+    ws->pong_deadline = 0;
     wake(&ws->pong);
   }
 }
@@ -977,6 +1014,12 @@ static int ping_k(lua_State *L, int status, lua_KContext ctx) {
   ty_ws *ws = check_ws(L);
   if (ws->state == ST_CLOSED)
     return push_closed(L, ws);
+  if (ws->pong_timed_out) {
+    ws->pong_timed_out = 0;
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
   lua_pushnumber(L, (double)(uv_hrtime() - ws->ping_sent_ns) / 1e9);
   return 1;
 }
@@ -987,14 +1030,21 @@ static int ws_ping(lua_State *L) {
   size_t len = 0;
   const char *p = luaL_optlstring(L, 2, "", &len);
   luaL_argcheck(L, len <= 125, 2, "ping data over 125 bytes");
+  lua_Number timeout = luaL_optnumber(L, 3, WS_PONG_TIMEOUT_MS / 1000.0);
+  luaL_argcheck(L, timeout > 0, 3, "timeout must be positive");
   if (ws->state != ST_OPEN)
     return push_closed(L, ws);
+  if (ws->pong.task)
+    return luaL_error(L, "another task is already in ws:ping()");
   ws->ping_sent_ns = uv_hrtime();
+  ws->pong_timed_out = 0;
+  ws->pong_deadline = uv_now(ty_loop()) + (uint64_t)(timeout * 1000);
   put_frame(ws, OP_PING, p, len);
   flush(ws);
   if (ws->state != ST_OPEN)
     return push_closed(L, ws);
   lua_settop(L, 1);
+  arm(ws); /* with the pong deadline */
   return park_on(L, &ws->pong, "ping", ping_k);
 }
 
