@@ -201,3 +201,33 @@ def test_empty_close_is_echoed_empty(srv):
         assert c.closed_by_server()
     finally:
         c.close()
+
+
+def test_random_frames_never_break_the_server(srv):
+    """Seeded garbage after the handshake: every connection ends with a close
+    frame or EOF, and the server keeps serving."""
+    import random
+    rnd = random.Random(6455)
+    for i in range(150):
+        c = Conn(srv)
+        try:
+            junk = bytes(rnd.getrandbits(8) for _ in range(rnd.randint(1, 300)))
+            if i % 3 == 0:  # a plausible header with a random body
+                junk = bytes([rnd.choice([0x81, 0x82, 0x01, 0x80, 0x89, 0x8a, 0x88])]) + junk
+            c.send(junk)
+            c.sock.shutdown(socket.SHUT_WR)  # an incomplete frame then ends in EOF
+            try:
+                for _ in range(50):
+                    _, op, _ = c.read_frame()
+                    if op == 8:
+                        break
+            except (EOFError, ConnectionResetError, socket.timeout):
+                pass
+        finally:
+            c.close()
+    ok = Conn(srv)
+    try:
+        ok.send(frame(1, b"still alive"))
+        assert ok.read_frame() == (True, 1, b"still alive")
+    finally:
+        ok.close()
