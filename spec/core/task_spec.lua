@@ -123,6 +123,24 @@ describe("tasks", function()
     assert.are.equal("cleaned up", h:join())
   end)
 
+  it("cancel a task parked by a bare coroutine.yield(): it never resumes", function()
+    local resumed, closed = false, false
+    local h = tycho.spawn(function()
+      local _ <close> = setmetatable({}, { __close = function() closed = true end })
+      coroutine.yield()
+      resumed = true
+    end)
+    coroutine.yield() -- h starts, yields, and waits for its next turn
+    assert.are.equal("waiting", h:status())
+    h:cancel()
+    assert.are.equal("cancelled", h:status())
+    assert.is_true(closed)
+    coroutine.yield()
+    coroutine.yield()
+    assert.is_false(resumed)
+    assert.has_error(function() h:join() end, "task was cancelled")
+  end)
+
   it("cancel a task waiting in join without touching the joined task", function()
     local slow = tycho.spawn(function() tycho.sleep(0.02) return "slow" end)
     local joiner = tycho.spawn(function() return slow:join() end)
@@ -182,6 +200,22 @@ describe("tasks", function()
     assert.is_false(ok)
     assert.matches("join must be called inside a task", err)
     h:join()
+  end)
+
+  it("refuse to wait where Lua cannot yield, and wait where it can", function()
+    local ok, err = pcall(table.sort, { 3, 1, 2 }, function(a, b)
+      tycho.sleep(0)
+      return a < b
+    end)
+    assert.is_false(ok)
+    assert.matches("cannot wait here", err)
+    -- pcall and metamethods called from Lua are fine
+    local lazy = setmetatable({}, { __index = function(_, k)
+      tycho.sleep(0.001)
+      return k .. "!"
+    end })
+    assert.are.equal("x!", lazy.x)
+    assert.is_true((pcall(tycho.sleep, 0.001)))
   end)
 
   it("name the bad argument", function()

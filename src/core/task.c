@@ -39,6 +39,7 @@ struct ty_task {
   uint64_t tok;  /* the park it waits on, 0 for none */
   uint64_t qtok; /* the park a queued wake answers (0: start) */
   unsigned cancelled : 1, queued : 1, early : 1;
+  unsigned yielded : 1; /* parked by a bare coroutine.yield() */
   int early_ref;  /* values of a wake that came before the park */
   int cancel_ref; /* Lua function run on cancel of a Lua-level park */
   ty_task_cancel_fn on_cancel;
@@ -259,6 +260,7 @@ static void step(ty_task *t, int nargs) {
   ty_task *prev = running;
   int nres = 0;
   t->state = ST_RUNNING;
+  t->yielded = 0;
   running = t;
   atomic_store_explicit(&running_co, t->co, memory_order_relaxed);
   int st = lua_resume(t->co, prev ? prev->co : h->L, nargs, &nres);
@@ -270,6 +272,7 @@ static void step(ty_task *t, int nargs) {
     if (t->state == ST_PARKED) return;
     /* A bare coroutine.yield() at task level: give the loop a turn. */
     t->state = ST_PARKED;
+    t->yielded = 1;
     t->tok = ++last_token;
     enqueue(t, t->tok);
     return;
@@ -427,6 +430,13 @@ void ty_task_cancel(ty_task *t) {
   case ST_PARKED:
     t->cancelled = 1;
     t->tok = 0;
+    if (t->yielded) {
+      /* coroutine.yield() returns normally when resumed, so it cannot
+       * raise "cancelled": end the task where it stands instead. */
+      lua_pushliteral(t->co, "cancelled");
+      finish(t, TY_TASK_CANCELLED, 0);
+      return;
+    }
     run_cancel_hooks(t);
     if (t->state == ST_PARKED) step(t, 0); /* park_k raises "cancelled" */
     return;
