@@ -520,6 +520,34 @@ describe("cancelling a task that awaits fs", function()
     assert.has_error(function() t:join() end, "task was cancelled")
   end)
 
+  it("removes an atomic write's temporary and keeps the old file", function()
+    assert.is_true(fs.write_file(path("conf"), "old"))
+    -- Hold the fsync's completion (the real fsync runs) so the cancel
+    -- lands while write_file waits for it.
+    local real_fsync, held = uv.fs_fsync, nil
+    uv.fs_fsync = function(fd, cb)
+      return real_fsync(fd, function(...) held = { cb, ... } end)
+    end
+    local resumed = false
+    local t = tycho.spawn(function()
+      fs.write_file(path("conf"), "new", { atomic = true })
+      resumed = true
+    end)
+    local ok, err = pcall(function()
+      wait_for(function() return held end, "the fsync")
+      assert.are.equal(2, #fs.readdir(dir)) -- conf and the temporary
+      t:cancel()
+    end)
+    uv.fs_fsync = real_fsync
+    if held then held[1](table.unpack(held, 2)) end -- a late, dropped result
+    assert(ok, err)
+    wait_for(function() return #fs.readdir(dir) == 1 end, "the temporary to go")
+    assert.are.same({ "conf" }, fs.readdir(dir))
+    assert.are.equal("old", fs.read_file(path("conf")))
+    assert.is_false(resumed)
+    assert.are.equal("cancelled", t:status())
+  end)
+
   it("closes read_file's fd when cancelled in the middle of reading", function()
     local fifo = path("fifo")
     sh("mkfifo '" .. fifo .. "'")
