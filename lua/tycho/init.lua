@@ -36,11 +36,17 @@ function M.sleep(seconds)
   end
   local co, tok = token()
   local timer = uv.new_timer()
-  uv.update_time() -- the cached loop time may lag: count from now
-  timer:start(math.ceil(seconds * 1000), 0, function()
+  -- libuv's timers count whole milliseconds of a clock that it truncates,
+  -- so they may fire up to 1 ms early; check against hrtime and top up.
+  local deadline = core.hrtime() + math.ceil(seconds * 1e9)
+  local function on_timer()
+    local left = deadline - core.hrtime()
+    if left > 0 then return timer:start(math.ceil(left / 1e6), 0, on_timer) end
     timer:close()
     wake(co, tok)
-  end)
+  end
+  uv.update_time() -- the cached loop time may lag: count from now
+  timer:start(math.ceil(seconds * 1000), 0, on_timer)
   park(function()
     if not timer:is_closing() then timer:close() end
   end)

@@ -18,8 +18,17 @@ describe("tycho.sleep", function()
     local t0 = tycho.hrtime()
     tycho.sleep(0.03)
     local ms = ms_since(t0)
-    assert.is_true(ms >= 29, "slept only " .. ms .. " ms")
+    assert.is_true(ms >= 30, "slept only " .. ms .. " ms")
     assert.is_true(ms < 1000, "slept " .. ms .. " ms")
+  end)
+
+  it("never returns early, even by less than a millisecond", function()
+    for _ = 1, 50 do
+      local t0 = tycho.hrtime()
+      tycho.sleep(0.0015)
+      local ns = tycho.hrtime() - t0
+      assert.is_true(ns >= 1500000, "slept only " .. ns .. " ns")
+    end
   end)
 
   it("accepts zero and fractions", function()
