@@ -70,6 +70,12 @@ Timer.__index = Timer
 ---Stops the timer; its callback will not run again.
 function Timer:stop()
   if not self.handle:is_closing() then self.handle:close() end
+  -- Ticks whose task has not started yet (several can fire in one loop
+  -- turn) must not run either.
+  for _, task in ipairs(self.queued) do
+    if task:status() == "ready" then task:cancel() end
+  end
+  self.queued = {}
 end
 
 ---True while the timer is still due to fire.
@@ -91,12 +97,17 @@ local function new_timer(name, ms, fn, repeating)
     error(("bad argument #1 to '%s' (non-negative number expected)"):format(name), 3)
   end
   local handle = uv.new_timer()
-  local timer = setmetatable({ handle = handle }, Timer)
+  local timer = setmetatable({ handle = handle, queued = {} }, Timer)
   local interval = repeating and math.max(1, math.ceil(ms)) or 0
   uv.update_time() -- as in sleep: count from now, not from the turn's start
   handle:start(math.ceil(ms), interval, function()
     if not repeating then handle:close() end
-    core.spawn(fn, timer)
+    local queued = {}
+    for _, task in ipairs(timer.queued) do
+      if task:status() == "ready" then queued[#queued + 1] = task end
+    end
+    queued[#queued + 1] = core.spawn(fn, timer)
+    timer.queued = queued
   end)
   return timer
 end

@@ -164,6 +164,32 @@ describe("tycho.set_interval", function()
     assert.are.equal(2, ticks)
   end)
 
+  it("runs no tick after stop, even one that fired in the same turn", function()
+    local uv = tycho.uv
+    local ticks, after_stop = 0, nil
+    local timer = tycho.set_interval(1, function(t)
+      ticks = ticks + 1
+      t:stop()
+      tycho.sleep(0.001) -- stopping its own timer does not cancel this tick
+      after_stop = ticks
+    end)
+    -- A raw timer due with the first tick runs right after it, in the same
+    -- pass over the timers; moving the loop's clock on there makes the
+    -- interval due again at once, so a second tick is queued before the
+    -- first one's task has run.
+    local raw = uv.new_timer()
+    raw:start(1, 0, function()
+      local deadline = tycho.hrtime() + 3e6
+      while tycho.hrtime() < deadline do end
+      uv.update_time()
+      raw:close()
+    end)
+    wait_for(function() return after_stop end, "the first tick")
+    tycho.sleep(0.01)
+    assert.are.equal(1, ticks)
+    assert.is_false(timer:is_active())
+  end)
+
   it("names its bad arguments", function()
     assert.has_error(function() tycho.set_interval("10", print) end,
       "bad argument #1 to 'set_interval' (number expected, got string)")
