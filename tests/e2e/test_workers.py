@@ -300,3 +300,34 @@ def worker_pids_of(s, n):
             return pids
         assert time.monotonic() < deadline, pids
         time.sleep(0.05)
+
+
+def test_ctrl_c_to_the_process_group_drains_once(tmp_path):
+    """A terminal's Ctrl-C signals the supervisor and every worker at once:
+    each worker drains once (the supervisor's stop is not a second signal)."""
+    err = open(tmp_path / "stderr.txt", "w+b")
+    proc = subprocess.Popen([TYCHO, "run", APP, "--port", "0", "--workers", "2"],
+                            stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not (m := re.search(rb"listening on http://([0-9.]+):(\d+)",
+                                  (tmp_path / "stderr.txt").read_bytes())):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        host, port = m.group(1).decode(), int(m.group(2))
+        conn = http.client.HTTPConnection(host, port, timeout=20)
+        conn.request("GET", "/slow?s=1")
+        while b"slow request started" not in (tmp_path / "stderr.txt").read_bytes():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)
+        r = conn.getresponse()
+        assert (r.status, r.read()) == (200, b"slow done")
+        assert proc.wait(timeout=20) == 0
+        log = (tmp_path / "stderr.txt").read_bytes()
+        assert len(re.findall(rb"worker \d \(pid \d+\) exited \(code 0\)", log)) == 2, log
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        err.close()
