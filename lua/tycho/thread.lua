@@ -48,6 +48,13 @@ function M.stats()
   return core.stats()
 end
 
+---Drops the pooled worker states: later jobs get fresh ones (modules
+---required again, globals gone); states still running a job are closed
+---when it ends. For after a code reload.
+function M.reset()
+  core.reset()
+end
+
 ---Starts (or restarts, or with `ms = 0` stops) the loop watchdog: when a
 ---callback or task keeps the event loop busy for more than `ms`
 ---milliseconds, stderr gets the task's name and the Lua traceback of where

@@ -327,4 +327,42 @@ describe("tycho.thread.run", function()
     assert.are.equal(first + 1, second)
     assert.is_true(thread.stats().idle_states >= 1)
   end)
+
+  it("starts over with fresh worker states after reset()", function()
+    local function count()
+      _G.thread_spec_resets = (_G.thread_spec_resets or 0) + 1
+      return _G.thread_spec_resets
+    end
+    thread.run(count)
+    assert.are.equal(2, thread.run(count))
+    thread.reset()
+    assert.are.equal(0, thread.stats().idle_states)
+    assert.are.equal(1, thread.run(count))
+  end)
+
+  it("closes a state that was running during reset() when its job ends", function()
+    local dir = tmpdir()
+    local marker = dir .. "/go"
+    local function mark_and_wait(path, seconds)
+      _G.thread_spec_old = true
+      local deadline = os.time() + seconds
+      while os.time() <= deadline do
+        local f = io.open(path, "r")
+        if f then
+          f:close()
+          return true
+        end
+      end
+      return false
+    end
+    thread.reset()
+    local job = tycho.spawn(thread.run, mark_and_wait, marker, 20)
+    coroutine.yield() -- it starts and parks on the thread
+    thread.reset()
+    assert(fs.write_file(marker, "x"))
+    assert.is_true(job:join())
+    assert.are.equal(0, thread.stats().idle_states)
+    assert.is_nil(thread.run(function() return _G.thread_spec_old end))
+    net.rmdir(dir)
+  end)
 end)

@@ -32,7 +32,8 @@ typedef struct job {
   _Atomic(lua_State *) live; /* W while Lua runs in it, for shutdown */
   ty_task *task;             /* NULL once nobody waits for the result */
   uint64_t tok;
-  int by_name; /* the first value is a module name */
+  int by_name;         /* the first value is a module name */
+  unsigned generation; /* of the worker states, when the job started */
   int nargs, nres, failed;
   ty_copybuf in;           /* function or name, then the arguments */
   ty_copybuf out;          /* results, or the error message */
@@ -47,6 +48,7 @@ typedef struct {
 static job inflight = {.prev = &inflight, .next = &inflight};
 static lua_State *idle_states[TY_THREAD_STATES_MAX];
 static int nidle;
+static unsigned generation; /* bumped by reset(): older states are closed */
 static int stopping;
 static atomic_int interrupting; /* read by worker threads */
 static int opened;
@@ -125,11 +127,11 @@ static lua_State *new_worker(void) {
 }
 
 /* Given back on the loop thread: kept for the next job, or closed. */
-static void worker_put(lua_State *W) {
+static void worker_put(lua_State *W, unsigned gen) {
   if (!W)
     return;
   lua_settop(W, 0);
-  if (!stopping && nidle < TY_THREAD_STATES_MAX)
+  if (!stopping && gen == generation && nidle < TY_THREAD_STATES_MAX)
     idle_states[nidle++] = W;
   else
     lua_close(W);
@@ -290,7 +292,7 @@ static void on_after_work(uv_work_t *w, int status) {
   ty_task *t = j->task;
   lua_State *co = t ? ty_task_wakeable(t, j->tok) : NULL;
   int n = co ? collect(L, j, status) : 0;
-  worker_put(j->W);
+  worker_put(j->W, j->generation);
   job_free(j);
   if (!co)
     return;
@@ -378,9 +380,10 @@ static int l_run(lua_State *L) {
   j->path = package_string(L, "path");
   j->cpath = package_string(L, "cpath");
   j->W = nidle > 0 ? idle_states[--nidle] : NULL;
+  j->generation = generation;
   int rc = uv_queue_work(ty_loop(), &j->work, on_work, on_after_work);
   if (rc != 0) {
-    worker_put(j->W);
+    worker_put(j->W, j->generation);
     j->W = NULL;
     return luaL_error(L, "cannot start a thread: %s", uv_strerror(rc));
   }
@@ -420,6 +423,17 @@ static int l_stats(lua_State *L) {
   return 1;
 }
 
+/* reset(): fresh worker states from now on. Idle ones are closed, running
+ * ones when their job ends, so modules and globals they cached go away
+ * (after a code reload, say). */
+static int l_reset(lua_State *L) {
+  (void)L;
+  generation++;
+  while (nidle > 0)
+    lua_close(idle_states[--nidle]);
+  return 0;
+}
+
 /* ---------------------------------------------------------------------- */
 /* Shutdown                                                               */
 
@@ -446,6 +460,7 @@ int ty_thread_open(lua_State *L) {
   static const luaL_Reg funcs[] = {{"run", l_run},
                                    {"pool_size", l_pool_size},
                                    {"stats", l_stats},
+                                   {"reset", l_reset},
                                    {NULL, NULL}};
   if (luaL_newmetatable(L, JOB_MT)) {
     lua_pushcfunction(L, box_gc);
