@@ -343,20 +343,12 @@ describe("tycho.thread.run", function()
   it("closes a state that was running during reset() when its job ends", function()
     local dir = tmpdir()
     local marker = dir .. "/go"
-    local function mark_and_wait(path, seconds)
+    local function mark_and_wait(wait, path, seconds)
       _G.thread_spec_old = true
-      local deadline = os.time() + seconds
-      while os.time() <= deadline do
-        local f = io.open(path, "r")
-        if f then
-          f:close()
-          return true
-        end
-      end
-      return false
+      return wait(path, seconds)
     end
     thread.reset()
-    local job = tycho.spawn(thread.run, mark_and_wait, marker, 20)
+    local job = tycho.spawn(thread.run, mark_and_wait, wait_for_file, marker, 20)
     coroutine.yield() -- it starts and parks on the thread
     thread.reset()
     assert(fs.write_file(marker, "x"))
