@@ -292,7 +292,11 @@ ty_task *ty_task_new(lua_State *L, int nargs, const char *name) {
   lua_xmove(L, t->co, nargs + 1);
   t->nargs = nargs;
   t->state = ST_READY;
-  snprintf(t->name, sizeof t->name, "%s", name ? name : "task");
+  /* no printf here: HTTP requests make a task each */
+  size_t n = strlen(name ? name : "task");
+  if (n >= sizeof t->name) n = sizeof t->name - 1;
+  memcpy(t->name, name ? name : "task", n);
+  t->name[n] = '\0';
   return t;
 }
 

@@ -84,8 +84,25 @@ void ty_req_free(ty_req *r) {
 /* ---------------------------------------------------------------------- */
 /* Boxes                                                                  */
 
+/* The two metatables, compared by address: every method call checks its
+ * box, and luaL_checkudata's registry lookup by name costs more than the
+ * rest of a typical call. */
+static const void *req_mt, *res_mt;
+
+static box *check_box(lua_State *L, int idx, const char *mt) {
+  /* "tycho.http.request" and "tycho.http.response" differ at [13] */
+  const void *want = mt[13] == 'q' ? req_mt : res_mt;
+  box *b = lua_touserdata(L, idx);
+  if (b && lua_getmetatable(L, idx)) {
+    const void *got = lua_topointer(L, -1);
+    lua_pop(L, 1);
+    if (got == want) return b;
+  }
+  return luaL_checkudata(L, idx, mt); /* raises the standard message */
+}
+
 static ty_req *check_live(lua_State *L, int idx, const char *mt) {
-  box *b = luaL_checkudata(L, idx, mt);
+  box *b = check_box(L, idx, mt);
   if (!b->r || b->r->id != b->id)
     luaL_error(L, "this request is over (its response was already sent)");
   return b->r;
@@ -840,18 +857,17 @@ static int res_send_file(lua_State *L) {
 /* res.sent -> whether the response has ended */
 static int res_index(lua_State *L) {
   ty_req *r = check_res(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, res_methods_ref); /* methods first */
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, -2) != LUA_TNIL) return 1;
   const char *key = luaL_checkstring(L, 2);
   if (strcmp(key, "sent") == 0) {
     lua_pushboolean(L, r->res_state == RES_DONE);
-    return 1;
-  }
-  if (strcmp(key, "status_code") == 0) {
+  } else if (strcmp(key, "status_code") == 0) {
     lua_pushinteger(L, r->status);
-    return 1;
+  } else {
+    lua_pushnil(L);
   }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, res_methods_ref);
-  lua_pushvalue(L, 2);
-  lua_rawget(L, -2);
   return 1;
 }
 
@@ -1045,6 +1061,8 @@ static int box_tostring(lua_State *L) {
 static void new_class(lua_State *L, const char *mt, lua_CFunction index,
                       const luaL_Reg *methods, int *methods_ref) {
   luaL_newmetatable(L, mt);
+  if (strcmp(mt, REQ_MT) == 0) req_mt = lua_topointer(L, -1);
+  else res_mt = lua_topointer(L, -1);
   lua_pushcfunction(L, index);
   lua_setfield(L, -2, "__index");
   lua_pushstring(L, mt);
