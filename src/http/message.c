@@ -88,6 +88,7 @@ void ty_req_free(ty_req *r) {
  * box, and luaL_checkudata's registry lookup by name costs more than the
  * rest of a typical call. */
 static const void *req_mt, *res_mt;
+static int req_mt_ref = LUA_NOREF, res_mt_ref = LUA_NOREF;
 
 static box *check_box(lua_State *L, int idx, const char *mt) {
   /* "tycho.http.request" and "tycho.http.response" differ at [13] */
@@ -116,7 +117,8 @@ static void push_box(lua_State *L, ty_req *r, const char *mt) {
   box *b = lua_newuserdatauv(L, sizeof *b, 1);
   b->r = r;
   b->id = r->id;
-  luaL_setmetatable(L, mt);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, mt[13] == 'q' ? req_mt_ref : res_mt_ref);
+  lua_setmetatable(L, -2);
 }
 
 /* The box's uservalue table: cached fields and user-set fields. */
@@ -1061,8 +1063,14 @@ static int box_tostring(lua_State *L) {
 static void new_class(lua_State *L, const char *mt, lua_CFunction index,
                       const luaL_Reg *methods, int *methods_ref) {
   luaL_newmetatable(L, mt);
-  if (strcmp(mt, REQ_MT) == 0) req_mt = lua_topointer(L, -1);
-  else res_mt = lua_topointer(L, -1);
+  lua_pushvalue(L, -1);
+  if (strcmp(mt, REQ_MT) == 0) {
+    req_mt = lua_topointer(L, -1);
+    req_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  } else {
+    res_mt = lua_topointer(L, -1);
+    res_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   lua_pushcfunction(L, index);
   lua_setfield(L, -2, "__index");
   lua_pushstring(L, mt);
