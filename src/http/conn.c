@@ -398,6 +398,11 @@ static void after_io(ty_conn *c) {
   if (c->closing) return;
   ty_conn_flush(c);
   if (c->closing) return;
+  if (c->paused_read && !backed_up(c)) { /* written at once: go on */
+    resume_input(c);
+    ty_conn_flush(c);
+    if (c->closing) return;
+  }
   if (c->req && c->req->file_fd >= 0) {
     ty_req_pump_file(c->req);
     if (c->closing) return;

@@ -14,7 +14,7 @@ from hard_server import Server, closed_by_peer, read_response
 
 APP = r'''
 local http = require "tycho.http"
-local big = ("b"):rep(1024 * 1024)
+local big, mid = ("b"):rep(1024 * 1024), ("m"):rep(300 * 1024)
 local server
 server = assert(http.serve {
   port = 0, header_timeout = 1, body_timeout = 1, keepalive_timeout = 30,
@@ -24,6 +24,7 @@ server = assert(http.serve {
       return { connections = server.connections, kb = collectgarbage("count") }
     end
     if req.path == "/big" then return big end
+    if req.path == "/mid" then return mid end
     if req.path == "/upload" then
       local body = req:body()
       return "got " .. #(body or "")
@@ -189,3 +190,16 @@ def test_a_flood_beyond_max_connections_gets_503_and_others_are_served(tmp_path)
         assert ok
     finally:
         s.stop()
+
+
+def test_large_responses_back_to_back_on_one_keep_alive_connection(server):
+    """Responses past the write high-water mark pause reading; one the
+    kernel takes at once must not leave the connection paused."""
+    sock = server.connect()
+    t0 = time.monotonic()
+    for path in [b"/mid", b"/big"] * 3:
+        sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, _, body = read_response(sock)
+        assert status == 200 and len(body) == (300 if path == b"/mid" else 1024) * 1024
+    assert time.monotonic() - t0 < 2
+    sock.close()
