@@ -82,7 +82,10 @@ def wrk_once(port, seconds, connections=32, threads=2):
             int(non2xx.group(1)) if non2xx else 0)
 
 
-def run_wrk(port, total):
+ROUNDS = []  # server RSS after each wrk round, KiB
+
+
+def run_wrk(port, total, pid=None):
     """Runs wrk in rounds until `total` requests were answered: 1-second
     rounds for a short phase (so it ends near its count), else 10."""
     done = non2xx = 0
@@ -91,10 +94,12 @@ def run_wrk(port, total):
         n, bad = wrk_once(port, 1 if total <= 200_000 else 10)
         done += n
         non2xx += bad
+        if pid:
+            ROUNDS.append(rss_kib(pid))
     return {"requests": done, "seconds": time.monotonic() - t0, "non_2xx": non2xx}
 
 
-def run_client(port, total):
+def run_client(port, total, pid=None):
     """The load without wrk (for valgrind runs, where it is slow anyway)."""
     import http.client
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -127,7 +132,7 @@ def main():
     start_rss = rss_kib(proc.pid)
     first = load(port, a.first)
     first_rss = rss_kib(proc.pid)
-    rest = load(port, a.requests - a.first)
+    rest = load(port, a.requests - a.first, proc.pid)
     end_rss = rss_kib(proc.pid)
     stop.set()
     th.join()
@@ -145,6 +150,7 @@ def main():
         "growth_pct": round(100.0 * (end_rss - first_rss) / first_rss, 2),
         "alive": alive, "exit": code, "first": first, "rest": rest,
         "handler_errors_logged": text.count("handler failed"),
+        "rss_rounds_kib": ROUNDS,
     }
     print(json.dumps(result, indent=1))
     ok = alive and end_rss <= first_rss * 1.10 and "Sanitizer" not in text

@@ -79,6 +79,7 @@ def server(tmp_path_factory):
                args=["--cpu-limit", "200", "--memory-limit", "96"])
     yield s
     assert s.stop() == 0
+    assert "Sanitizer" not in s.stderr()
 
 
 def get(server, path="/"):
