@@ -5,9 +5,11 @@ dying; handlers that raise, yield forever or leak coroutines cannot take the
 process down. Talks to a real server with Python's http.client."""
 import http.client
 import re
+import subprocess
 
 import pytest
 
+from conftest import TYCHO
 from hard_server import Server
 
 APP = r'''
@@ -163,3 +165,16 @@ def test_leaked_coroutines_are_collected(server):
         assert get(server, "/leak") == (200, b"leaked")
     after = stats(server)["kb"]
     assert after < first * 1.5 + 1024, (first, after)
+
+
+def test_run_refuses_bad_limit_values(tmp_path):
+    app = tmp_path / "app.lua"
+    app.write_text("return function() return 'ok' end\n")
+    r = subprocess.run([TYCHO, "run", str(app), "--cpu-limit", "fast"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert "bad value 'fast' for --cpu-limit" in r.stderr
+    r = subprocess.run([TYCHO, "run", str(app), "--memory-limit"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert "'--memory-limit' needs a value" in r.stderr
