@@ -78,7 +78,8 @@ M.as_handler = as_function
 ---Starts an HTTP server. Options: handler (function or router), host
 ---(default "127.0.0.1"), port (default 8080, 0 = any free port), backlog,
 ---and limits: max_header_bytes, max_headers, max_body_bytes,
----max_connections, header_timeout, keepalive_timeout (seconds).
+---max_connections, header_timeout, keepalive_timeout, body_timeout
+---(seconds), cpu_limit_ms, memory_limit_mb (docs/security.md).
 ---@param opts table
 ---@return table? server with .port, :close(), :wait_closed(), :set_handler(fn)
 ---@return string? err
