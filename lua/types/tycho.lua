@@ -332,9 +332,12 @@ function tycho.http.live() end
 ---@return function
 function tycho.http.ready(ready_check) end
 
----What `tycho.http.serve` returns. Fields: `port`, `host`, `connections`,
----`generation`.
+---What `tycho.http.serve` returns.
 ---@class tycho.HttpServer
+---@field port integer
+---@field host string
+---@field connections integer
+---@field generation integer
 local HttpServer = {}
 
 ---Yields: no. Stops accepting; requests in flight finish.
@@ -353,10 +356,20 @@ function HttpServer:set_handler(fn) end
 ---@param fn? function
 function HttpServer:set_log(fn) end
 
----The `req` of a handler. Fields: `method`, `path`, `raw_path`, `url`,
----`query`, `headers`, `params`, `remote_addr`, `remote_port`,
----`http_version`, `generation`.
+---The `req` of a handler. Its fields are built lazily; a handler may add its
+---own (`req.user = ...`).
 ---@class tycho.Request
+---@field method string
+---@field path string
+---@field raw_path string
+---@field url string
+---@field query table
+---@field headers table
+---@field params table
+---@field remote_addr string
+---@field remote_port integer
+---@field http_version string
+---@field generation integer
 local Request = {}
 
 ---Yields: no. One header, any case, or nil.
@@ -387,9 +400,10 @@ function Request:json() end
 ---@return integer?
 function Request:websocket(opts) end
 
----The `res` of a handler. Field: `sent`. Using it after the response ended
----raises `this request is over`.
+---The `res` of a handler. Using it after the response ended raises
+---`this request is over`.
 ---@class tycho.Response
+---@field sent boolean
 local Response = {}
 
 ---Yields: no. Sets the status.
@@ -593,9 +607,15 @@ function tycho_http_client.close_idle() end
 ---@return integer
 function tycho_http_client.idle_count(key) end
 
----What the client returns. Fields: `status`, `reason`, `headers`,
----`raw_headers`, `body` (unless streamed), `url`, `version`.
+---What the client returns.
 ---@class tycho.ClientResponse
+---@field status integer
+---@field reason string
+---@field headers table
+---@field raw_headers table
+---@field body string?
+---@field url string
+---@field version string
 local ClientResponse = {}
 
 ---Yields: yes. The next piece of a streamed body; nil at the end. Fails:
@@ -739,8 +759,11 @@ function tycho.net.listen(opts) end
 ---@return string?
 function tycho.net.udp(opts) end
 
----What `tycho.net.listen` returns. Fields: `host`, `port` (or `path`).
+---What `tycho.net.listen` returns.
 ---@class tycho.NetServer
+---@field host string?
+---@field port integer?
+---@field path string?
 local NetServer = {}
 
 ---Yields: yes. The next connection (server without `handler`). Fails:
@@ -1023,8 +1046,12 @@ function tycho.process.chdir(path) end
 ---@param code? integer|boolean
 function tycho.process.exit(code) end
 
----What `spawn` returns. Fields: `pid`, `stdin`, `stdout`, `stderr` (streams).
+---What `spawn` returns.
 ---@class tycho.Process
+---@field pid integer
+---@field stdin tycho.Stream?
+---@field stdout tycho.Stream?
+---@field stderr tycho.Stream?
 local Process = {}
 
 ---Yields: unless it already exited. Exit code (128 + n after a signal) and
@@ -1321,8 +1348,9 @@ function tycho.ws.upgrade(req, opts) end
 ---@return string
 function tycho.ws.accept_key(key) end
 
----Fields: `protocol`, `state`.
 ---@class tycho.WebSocket
+---@field protocol string?
+---@field state string
 local WebSocket = {}
 
 ---Yields: yes. `data, "text"|"binary"`. Fails: `nil, "closed", code, reason`.

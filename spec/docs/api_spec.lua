@@ -16,7 +16,7 @@ end
 
 -- Parses api.md into modules, classes, entries and the internal module list.
 local function parse_api(text)
-  local api = { modules = {}, classes = {}, entries = {}, internal = {} }
+  local api = { modules = {}, classes = {}, class_fields = {}, entries = {}, internal = {} }
   local section
   local lines = {}
   for line in (text .. "\n"):gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
@@ -45,9 +45,14 @@ local function parse_api(text)
         yields = (lines[j] or ""):match("^Yields: ") ~= nil,
       }
       if section.kind == "class" then
-        local cls, method = name:match("^(%w+):([%w_]+)$")
-        assert(cls == section.name, "method " .. name .. " outside its class section")
-        api.classes[cls][method] = true
+        local cls, sep, key = name:match("^(%w+)([:.])([%w_]+)$")
+        assert(cls == section.name, name .. " outside its class section")
+        if sep == ":" then
+          api.classes[cls][key] = true
+        else
+          api.class_fields[cls] = api.class_fields[cls] or {}
+          api.class_fields[cls][key] = sig:match("%?%s*$") and "optional" or "required"
+        end
       end
     end
   end
@@ -93,7 +98,7 @@ local function missing(want, have)
   local out = {}
   for k in pairs(want) do if not have[k] then out[#out + 1] = k end end
   table.sort(out)
-  return out
+  return out, objs
 end
 
 local function tmpdir()
@@ -105,7 +110,7 @@ end
 local function live_classes()
   local http = require "tycho.http"
   local core = require "tycho.http.core"
-  local out, closers = {}, {}
+  local out, closers, objs = {}, {}, {}
   local dir = tmpdir()
   local task = tycho.spawn(function() end)
   out.Task = methods_of(task)
@@ -128,24 +133,35 @@ local function live_classes()
     sse_methods = methods_of(s)
     s:close()
   end)
+  router:get("/fields", function(req, res)
+    -- req and res end with the response: read their fields while it runs.
+    local function snapshot(obj, cls)
+      local t = {}
+      for k in pairs(api.class_fields[cls] or {}) do t[k] = obj[k] end
+      return t
+    end
+    objs.Request, objs.Response = snapshot(req, "Request"), snapshot(res, "Response")
+    res:send("ok")
+  end)
   router:websocket("/ws", function(ws) ws:receive() end)
   router:get("/", function(_, res) res:send("hello") end)
   out.Router = methods_of(router)
   local resp = assert(tycho.test.request(router, { path = "/sse" }))
   assert(resp.status == 200, "sse route answered " .. resp.status)
   out.SSE = sse_methods
+  assert(tycho.test.request(router, { path = "/fields" }).status == 200)
   local server = assert(http.serve { port = 0, handler = router })
   closers[#closers + 1] = function() server:close() end
-  out.HttpServer = methods_of(server)
+  out.HttpServer, objs.HttpServer = methods_of(server), server
   local cres = assert(require("tycho.http.client").request {
     url = "http://127.0.0.1:" .. server.port .. "/", stream = true })
-  out.ClientResponse = methods_of(cres)
+  out.ClientResponse, objs.ClientResponse = methods_of(cres), cres
   cres:close()
   local ws = assert(tycho.ws.connect("ws://127.0.0.1:" .. server.port .. "/ws"))
-  out.WebSocket = methods_of(ws)
+  out.WebSocket, objs.WebSocket = methods_of(ws), ws
   ws:close()
   local ns = assert(tycho.net.listen { port = 0 })
-  out.NetServer = methods_of(ns)
+  out.NetServer, objs.NetServer = methods_of(ns), ns
   local conn = assert(tycho.net.connect("127.0.0.1", ns.port))
   out.Stream = methods_of(conn)
   conn:close()
@@ -154,7 +170,7 @@ local function live_classes()
   out.Udp = methods_of(udp)
   udp:close()
   local proc = assert(tycho.process.spawn("true", {}))
-  out.Process = methods_of(proc)
+  out.Process, objs.Process = methods_of(proc), proc
   proc:wait()
   proc:close()
   local sig = tycho.signal.on("SIGUSR2", function() end)
@@ -169,7 +185,7 @@ local function live_classes()
   assert(tycho.fs.unlink(dir .. "/app.lua"))
   assert(tycho.fs.unlink(dir .. "/f.txt"))
   assert(tycho.fs.rmdir(dir))
-  return out
+  return out, objs
 end
 
 describe("docs/api.md", function()
@@ -255,8 +271,24 @@ describe("docs/api.md", function()
     assert.are.same({}, silent)
   end)
 
-  it("documents exactly the methods of each object the API returns", function()
-    local live = live_classes()
+  it("documents exactly the methods (and only set fields) of each object the API returns", function()
+    local report_later
+    local live, objs = live_classes()
+    -- Documented fields: a required one must be set on the live object.
+    for cls, fields in pairs(api.class_fields) do
+      local obj = objs[cls]
+      if not obj then
+        report_later = report_later or {}
+        report_later[#report_later + 1] = cls .. ": documented fields with no live object in this spec"
+      else
+        for k, how in pairs(fields) do
+          if how == "required" and obj[k] == nil then
+            report_later = report_later or {}
+            report_later[#report_later + 1] = cls .. "." .. k .. " is documented but nil"
+          end
+        end
+      end
+    end
     -- A router or SSE stream shares its table with its module: the module's
     -- own functions and fields are documented there.
     local shared = { Router = "tycho.http.router", SSE = "tycho.http.sse" }
@@ -267,7 +299,7 @@ describe("docs/api.md", function()
         if documented[mod .. "." .. k] then live[cls][k] = nil end
       end
     end
-    local report = {}
+    local report = report_later or {}
     for _, cls in ipairs(sorted(api.classes)) do
       local have = live[cls]
       if not have then
@@ -312,7 +344,10 @@ describe("lua/types/tycho.lua", function()
     local undefined = {}
     for _, e in ipairs(api.entries) do
       local ok
-      if e.section.kind == "class" then
+      if e.section.kind == "class" and not e.name:find(":", 1, true) then
+        ok = (class_block["tycho." .. e.section.name] or ""):find(
+          "---@field " .. e.name:match("[%w_]+$") .. " ", 1, true)
+      elseif e.section.kind == "class" then
         ok = types:find("\nfunction " .. e.name .. "(", 1, true)
           and (class_block["tycho." .. e.section.name] or ""):find("local " .. e.section.name .. " = {}", 1, true)
       elseif not e.is_function then
