@@ -1,0 +1,3 @@
+fetch("/api/time").then((r) => r.json()).then((t) => {
+  document.getElementById("time").textContent = t.now;
+});
