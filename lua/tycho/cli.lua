@@ -45,7 +45,45 @@ function M.usage_error(fmt, ...)
   return 2
 end
 
+-- Levenshtein distance, for "did you mean" on a mistyped option.
+local function distance(a, b)
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    for j = 1, #b do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+
+---" (did you mean --port?)" when `word` is a small typo of one of `known`, else "".
+---@param word string
+---@param known string[]
+function M.did_you_mean(word, known)
+  local best, best_d = nil, 3
+  for _, k in ipairs(known) do
+    local d = distance(word, k)
+    if d < best_d then best, best_d = k, d end
+  end
+  return best and (" (did you mean %s?)"):format(best) or ""
+end
+
+-- Lua's "module 'x' not found:" starts a list of every place searched; the
+-- first line should say what to do.
+local function explain(err)
+  return (err:gsub("module '([^']+)' not found:", function(name)
+    local file = name:gsub("%.", "/")
+    return ("module '%s' not found: create %s.lua (or %s/init.lua) next to the app, "
+      .. "or add its folder to package.path; searched:"):format(name, file, file)
+  end, 1))
+end
+
 local function traceback(err)
+  if type(err) == "string" then err = explain(err) end
   if type(err) ~= "string" then
     local mt = getmetatable(err)
     if mt and mt.__tostring then return tostring(err) end
@@ -86,12 +124,20 @@ local function set_arg(argv, script_index)
   return rest
 end
 
+---"cannot open x.lua: No such file or directory (relative to DIR: check the path)".
+---@param ferr string io.open's message, "PATH: reason"
+function M.cannot_open(ferr)
+  local uv = require "luv"
+  return ("cannot open %s (paths are relative to %s: check the file name and folder)")
+    :format(ferr, uv.cwd() or ".")
+end
+
 local function load_script(path)
   if path == "-" then
     return load(io.read("a"), "=stdin")
   end
-  local f = io.open(path, "r")
-  if not f then return nil, "cannot open " .. path, "missing" end
+  local f, ferr = io.open(path, "r")
+  if not f then return nil, M.cannot_open(ferr), "missing" end
   f:close()
   return loadfile(path)
 end
@@ -164,7 +210,8 @@ function M.dispatch(argv, index)
   elseif a == "-" then
     return run_script(argv, index)
   elseif a:sub(1, 1) == "-" then
-    return M.usage_error("unknown option '%s'", a)
+    return M.usage_error("unknown option '%s'%s", a,
+      M.did_you_mean(a, { "-e", "-v", "-h", "--version", "--help" }))
   end
   return run_script(argv, index)
 end

@@ -10,6 +10,9 @@ local M = {}
 M.GRACE_SECONDS = 10
 M.BLOCK_WARN_MS = 200 -- `--block-warn` default; 0 turns the watchdog off
 
+M.OPTIONS = { "--host", "--port", "--grace", "--repl", "--watch", "--block-warn", "--cpu-limit",
+  "--memory-limit", "--workers", "--worker-id", "--access-log", "--log-level" }
+
 local function parse(args)
   local o = { host = "127.0.0.1", port = 8080, script_args = {} }
   local i = 1
@@ -65,7 +68,7 @@ local function parse(args)
       end
       i = i + 1
     elseif a:sub(1, 1) == "-" then
-      return nil, ("unknown option '%s' for 'run'"):format(a)
+      return nil, ("unknown option '%s' for 'run'%s"):format(a, cli.did_you_mean(a, M.OPTIONS))
     elseif not o.app then
       o.app = a
     else
@@ -180,20 +183,33 @@ function M.main(args)
   end
   -- Loaded as a reload generation, so SIGHUP and --watch can swap it.
   local reload = require "tycho.reload"
+  local router, http_mod = require "tycho.http.router", require "tycho.http"
+  local routers, serves = router.created or 0, http_mod.serves or 0
   local handler, code = reload.start(o.app, o.script_args)
   if code ~= 0 then return code end
-  if handler == nil then return 0 end -- a plain script: the loop runs on
+  if handler == nil then -- a plain script: the loop runs on
+    if (router.created or 0) > routers and (http_mod.serves or 0) == serves then
+      cli.say_error("%s built a router but returned nothing, so nothing is served: "
+        .. "end the file with `return app`", o.app)
+    end
+    return 0
+  end
   local http = require "tycho.http"
   if not http.as_handler(handler) then
     cli.say_error("%s returned a %s: return a handler function or a router", o.app, type(handler))
     return 1
   end
   local worker = o.worker_id and require "tycho.worker"
-  local server, lerr = http.serve { host = o.host, port = o.port, handler = handler,
+  local server, lerr, lcode = http.serve { host = o.host, port = o.port, handler = handler,
     cpu_limit_ms = o.cpu_limit, memory_limit_mb = o.memory_limit,
     fd = worker and worker.LISTEN_FD } -- a worker listens on the supervisor's socket
   if not server then
-    cli.say_error("%s", lerr)
+    if lcode == "EADDRINUSE" then
+      cli.say_error("port %d on %s is already in use (EADDRINUSE): stop the other server, or pick another "
+        .. "port with --port N (--port 0 picks a free one)", o.port, o.host)
+    else
+      cli.say_error("%s", lerr)
+    end
     return 1
   end
   M.server = server

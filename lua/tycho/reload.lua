@@ -168,7 +168,23 @@ function Generation:require(name)
     return value
   end
   local path = app_module_path(self, name)
-  if not path then return require(name) end
+  if not path then
+    local ok, shared = pcall(require, name)
+    if ok then return shared end
+    -- A missing module: point at the app's line that required it.
+    -- (raised through pcall, Lua's message has no position of its own)
+    local missing = type(shared) == "string" and shared:find("^module '") and shared
+    if not missing then error(shared, 0) end
+    for level = 2, 12 do
+      local info = debug.getinfo(level, "Sl")
+      if not info then break end
+      if info.currentline > 0 and not info.source:find("lua/tycho/", 1, true) then
+        missing = ("%s:%d: %s"):format(info.short_src, info.currentline, missing)
+        break
+      end
+    end
+    error(missing, 0)
+  end
   self.files[#self.files + 1] = path
   local chunk, err = loadfile(path, "bt", self.env)
   if not chunk then error(err, 0) end
@@ -469,13 +485,15 @@ end
 ---its handler and an exit code. The reloader becomes M.current.
 function M.start(path, args)
   local cli = require "tycho.cli"
-  local f = io.open(path, "r")
-  if not f then return nil, cli.usage_error("cannot open %s", path) end
+  local f, ferr = io.open(path, "r")
+  if not f then return nil, cli.usage_error("%s", cli.cannot_open(ferr)) end
   f:close()
   local r = M.new(path, { args = args })
   local handler, err = r:load()
   if err then
-    cli.say_error("%s", err)
+    -- Only a compile error is "file:line: message" with no traceback.
+    local syntax = not err:find("\nstack traceback:", 1, true) and err:find("^.-:%d+: ")
+    cli.say_error(syntax and "%s (a syntax error: fix that line, then run again)" or "%s", err)
     return nil, 1
   end
   M.current = r

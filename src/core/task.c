@@ -324,11 +324,29 @@ ty_task *ty_task_current(lua_State *L) {
   return NULL;
 }
 
+/* The name the user's code called a waiting function by: walking up from
+ * the running C function through tycho's own Lua frames (lua/tycho/...),
+ * the last named one before the first frame of other code. NULL when the
+ * name is unknown (called through pcall, say). */
+static const char *called_name(lua_State *L) {
+  lua_Debug ar;
+  const char *name = NULL;
+  for (int level = 0; level < 8 && lua_getstack(L, level, &ar); level++) {
+    if (!lua_getinfo(L, "Sn", &ar)) break;
+    if (level > 0 && (ar.what[0] == 'C' || !strstr(ar.source, "lua/tycho/"))) break;
+    name = ar.name;
+  }
+  return name && strcmp(name, "token") != 0 ? name : NULL;
+}
+
 static ty_task *need_task(lua_State *L, const char *fname) {
   ty_task *t = ty_task_current(L);
-  if (!t)
-    luaL_error(L, "%s must be called inside a task (use tycho.spawn)", fname);
-  return t;
+  if (t) return t;
+  const char *called = strcmp(fname, "an async function") == 0 ? called_name(L) : NULL;
+  luaL_error(L, "%s%s%s must be called inside a task (use tycho.spawn): it waits, and luv "
+             "callbacks and plain coroutines cannot", called ? "'" : "",
+             called ? called : fname, called ? "'" : "");
+  return NULL;
 }
 
 uint64_t ty_task_prepare(lua_State *L) {

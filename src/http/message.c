@@ -668,7 +668,10 @@ static int res_send(lua_State *L) {
   ty_req *r = check_res(L);
   if (r->res_state == RES_STREAMING)
     return luaL_error(L, "response is streaming: end it with res:finish()");
-  if (r->res_state == RES_DONE) return luaL_error(L, "response already sent");
+  if (r->res_state == RES_DONE) /* the usual cause: two answers in one handler */
+    return luaL_error(L, "response already sent: res:send, res:json and "
+                         "res:redirect each end the response, so call one of "
+                         "them once per request");
   size_t len = 0;
   const char *body = luaL_optlstring(L, 2, "", &len);
   if (r->has_clen) { /* the handler's Content-Length would be a second one */
@@ -959,7 +962,8 @@ static void respond_from_results(ty_req *r, lua_State *co) {
   }
   lua_State *L = ty_host_get()->L;
   if (n == 0 || return_hook_ref == LUA_NOREF) {
-    fprintf(stderr, "tycho: handler returned without responding: %s %.*s\n",
+    fprintf(stderr, "tycho: handler returned without responding: %s %.*s: "
+            "call res:send(body), or return a string or a table\n",
             llhttp_method_name((llhttp_method_t)r->method), (int)path_len(r),
             r->head.p);
     r->status = 500;

@@ -34,7 +34,9 @@ end
 function req_methods.json(req)
   local body, err = req:body()
   if not body then return nil, err end
-  return decode(body)
+  local value, derr = decode(body)
+  if derr then return nil, "request body is not valid JSON: " .. derr end
+  return value
 end
 
 ---Upgrades to a WebSocket (see tycho.ws): the ws, or nil, message, status.
@@ -53,6 +55,10 @@ core.set_return_hook(function(res, a, b, c)
   local ta = type(a)
   if ta == "table" then return res:json(a) end
   if ta == "number" then
+    if math.type(a) ~= "integer" or a < 100 or a > 999 then
+      error(("handler returned the number %s, which is not an HTTP status: return a string "
+        .. "(tostring(n)) for a text body, or status, headers, body"):format(a), 0)
+    end
     res:status(a)
     if type(b) == "table" then
       for k, v in pairs(b) do res:header(k, v) end
@@ -94,6 +100,7 @@ function M.serve(opts)
   local o = {}
   for k, v in pairs(opts) do o[k] = v end
   o.handler = handler
+  M.serves = (M.serves or 0) + 1 -- `tycho run` warns when a router is built, not served
   return core.listen(o)
 end
 

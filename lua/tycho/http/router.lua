@@ -64,6 +64,7 @@ end
 ---A new, empty router.
 ---@return table router
 function Router.new()
+  Router.created = (Router.created or 0) + 1 -- `tycho run` warns when one is built, not returned
   return setmetatable({ static = {}, dynamic = {}, middleware = {}, known = {} }, Router)
 end
 
