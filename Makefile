@@ -7,7 +7,7 @@ APP ?= examples/hello/app.lua
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build asan run test test-quick clean fuzz fuzz-build
+.PHONY: all deps build asan run test test-quick clean fuzz fuzz-build install deb
 
 all: build
 
@@ -24,6 +24,15 @@ asan: deps
 
 run: build
 	$(BUILD)/tycho run $(APP)
+
+# `make install` (PREFIX, default /usr/local; DESTDIR for staging) and
+# `make deb`, a Debian package built by cpack into $(BUILD) (docs/install.md).
+PREFIX ?= /usr/local
+install: build
+	@cmake --install $(BUILD) --prefix $(PREFIX)
+
+deb: build
+	@cd $(BUILD) && cpack -G DEB >/dev/null && ls -1 "$$PWD"/tycho_*.deb
 
 # libFuzzer targets (fuzz/), clang with ASan+UBSan.
 fuzz-build: deps
