@@ -29,9 +29,13 @@ local function upload(req, res)
   local tmp = ("%s/.%s.part"):format(dir, name)
   local f, err = fs.open(tmp, "w")
   if not f then return res:json({ error = err }, 500) end
-  local bytes = 0
-  -- If the client disconnects, chunks() raises "cancelled": the <close>
-  -- below still closes the file, and the partial file is never renamed.
+  local bytes, done = 0, false
+  -- If the client disconnects mid-body, chunks() raises "cancelled": the
+  -- <close> variables still run, closing the file and removing the partial
+  -- upload (with a synchronous unlink: a cancelled task cannot wait).
+  local _ <close> = setmetatable({}, { __close = function()
+    if not done then tycho.uv.fs_unlink(tmp) end
+  end })
   do
     local file <close> = f
     for chunk in req:chunks() do
@@ -41,6 +45,7 @@ local function upload(req, res)
     assert(file:close()) -- waits for the close; the <close> is then a no-op
   end
   assert(fs.rename(tmp, dir .. "/" .. name))
+  done = true
   res:json({ name = name, bytes = bytes }, 201)
 end
 app:put("/upload/:name", upload)

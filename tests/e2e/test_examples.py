@@ -175,6 +175,26 @@ def test_upload_refuses_bad_names_and_oversized_bodies(tmp_path):
         assert os.listdir(tmp_path / "up") == []
 
 
+def test_upload_cut_off_by_the_client_leaves_no_file(tmp_path):
+    up = tmp_path / "up"
+    env = dict(os.environ, UPLOAD_DIR=str(up))
+    with Server(example("upload"), env=env) as srv:
+        with socket.create_connection((srv.host, srv.port), timeout=20) as s:
+            s.sendall(b"PUT /upload/cut.bin HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Length: 500000\r\n\r\n" + b"x" * 100000)
+            # The partial upload exists while the body is arriving...
+            deadline = time.monotonic() + 20
+            while os.listdir(up) != [".cut.bin.part"]:
+                assert time.monotonic() < deadline, os.listdir(up)
+                time.sleep(0.01)
+        # ...and is removed once the client is gone.
+        deadline = time.monotonic() + 20
+        while os.listdir(up):
+            assert time.monotonic() < deadline, os.listdir(up)
+            time.sleep(0.01)
+        assert get_json(srv, "GET", "/files")[2] == []
+
+
 # --- proxy -------------------------------------------------------------------
 
 def test_proxy_forwards_to_the_upstream():
