@@ -133,10 +133,32 @@ local function flatten(s)
   s.pos, s.more, s.nmore = 1, {}, 0
 end
 
+-- Seconds a closed stream may take to hand its queued bytes to a peer that
+-- is slow to read, before it is closed anyway.
+local LINGER_SECONDS = 10
+
+-- Closes the handle; bytes still queued for writing go out first (as Node's
+-- end() does), so `write(...); close()` loses nothing.
+local function close_handle(h)
+  if h:is_closing() then return end
+  if h:get_write_queue_size() == 0 or not h:is_writable() then
+    h:close()
+    return
+  end
+  local timer = uv.new_timer()
+  local function done()
+    if not timer:is_closing() then timer:close() end
+    if not h:is_closing() then h:close() end
+  end
+  timer:start(LINGER_SECONDS * 1000, 0, done)
+  timer:unref()
+  if not h:shutdown(done) then done() end
+end
+
 local function close_state(s)
   if s.closed then return end
   s.closed = true
-  if not s.h:is_closing() then s.h:close() end
+  close_handle(s.h)
   local co, tok = s.rco, s.rtok
   if co then
     s.rco, s.rtok = nil, nil

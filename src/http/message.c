@@ -114,10 +114,12 @@ ty_req *ty_req_check(lua_State *L, int idx) {
 }
 
 static void push_box(lua_State *L, ty_req *r, const char *mt) {
-  box *b = lua_newuserdatauv(L, sizeof *b, 1);
+  int is_req = mt[13] == 'q';
+  /* only req keeps a store (cached and user-set fields) */
+  box *b = lua_newuserdatauv(L, sizeof *b, is_req ? 1 : 0);
   b->r = r;
   b->id = r->id;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, mt[13] == 'q' ? req_mt_ref : res_mt_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, is_req ? req_mt_ref : res_mt_ref);
   lua_setmetatable(L, -2);
 }
 
@@ -459,17 +461,27 @@ const char *ty_http_reason(int status) {
 }
 
 /* "Date: Thu, 26 Nov 2026 23:00:00 GMT\r\n", formatted once a second. */
-void ty_http_date(char *out) {
+/* The cached "Date: ...\r\n" line and its length, renewed once a second. */
+static const char *date_line(size_t *len) {
   static time_t last;
   static char cache[64];
+  static size_t cache_len;
   time_t now = time(NULL);
   if (now != last) {
     struct tm tm;
     gmtime_r(&now, &tm);
-    strftime(cache, sizeof cache, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    cache_len = strftime(cache, sizeof cache,
+                         "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
     last = now;
   }
-  memcpy(out, cache, strlen(cache) + 1);
+  *len = cache_len;
+  return cache;
+}
+
+void ty_http_date(char *out) {
+  size_t n;
+  const char *d = date_line(&n);
+  memcpy(out, d, n + 1);
 }
 
 static int no_body_status(int status) {
@@ -480,58 +492,55 @@ static int no_body_status(int status) {
 #define UNKNOWN_LENGTH ((size_t)-1)
 
 /* Writes the status line and headers into the connection's output. */
+/* Appends a literal to the reserved output: the head is built with one
+ * reservation and plain copies, it is on every response's path. */
+#define PUT(lit) (memcpy(o, lit, sizeof lit - 1), o += sizeof lit - 1)
+
+/* Writes the status line and headers into the connection's output. */
 static int put_head(ty_req *r, size_t clen, int chunked) {
   ty_conn *c = r->conn;
-  char line[256];
-  char date[64];
-  ty_http_date(date);
   int keep = r->keep_alive && !r->res_close && !c->srv->closing;
   if (!keep) r->res_close = 1;
-  int n;
-  if (r->status == 200 && r->http_minor) { /* the common case, no printf */
-    static const char ok[] = "HTTP/1.1 200 OK\r\n";
-    size_t dl = strlen(date);
-    memcpy(line, ok, sizeof ok - 1);
-    memcpy(line + sizeof ok - 1, date, dl);
-    n = (int)(sizeof ok - 1 + dl);
+  size_t dlen;
+  const char *date = date_line(&dlen);
+  if (ty_buf_reserve(&c->out, 320 + dlen + r->rhead.len) != 0) return -1;
+  char *o = c->out.p + c->out.len;
+  if (r->status == 200 && r->http_minor) {
+    PUT("HTTP/1.1 200 OK\r\n");
   } else {
-    n = snprintf(line, sizeof line, "HTTP/1.%d %d %s\r\n%s", r->http_minor ? 1 : 0,
-                 r->status, ty_http_reason(r->status), date);
+    o += snprintf(o, 128, "HTTP/1.%d %d %s\r\n", r->http_minor ? 1 : 0,
+                  r->status, ty_http_reason(r->status));
   }
-  if (ty_buf_reserve(&c->out, (size_t)n + r->rhead.len + 160) != 0) return -1;
-  ty_buf_add(&c->out, line, (size_t)n);
-  if (!r->has_ctype && !no_body_status(r->status)) {
-    static const char ct[] = "Content-Type: text/plain; charset=utf-8\r\n";
-    ty_buf_add(&c->out, ct, sizeof ct - 1);
+  memcpy(o, date, dlen);
+  o += dlen;
+  int body = !no_body_status(r->status);
+  if (!r->has_ctype && body) PUT("Content-Type: text/plain; charset=utf-8\r\n");
+  if (r->rhead.len) {
+    memcpy(o, r->rhead.p, r->rhead.len);
+    o += r->rhead.len;
   }
-  ty_buf_add(&c->out, r->rhead.p, r->rhead.len);
   if (chunked) {
-    static const char te[] = "Transfer-Encoding: chunked\r\n";
-    ty_buf_add(&c->out, te, sizeof te - 1);
-  } else if (!r->has_clen && !no_body_status(r->status) &&
-             clen != UNKNOWN_LENGTH) {
-    static const char cl[] = "Content-Length: ";
+    PUT("Transfer-Encoding: chunked\r\n");
+  } else if (!r->has_clen && body && clen != UNKNOWN_LENGTH) {
     char digits[24];
     int d = (int)sizeof digits;
     do {
       digits[--d] = (char)('0' + clen % 10);
       clen /= 10;
     } while (clen);
-    ty_buf_add(&c->out, cl, sizeof cl - 1);
-    ty_buf_add(&c->out, digits + d, sizeof digits - (size_t)d);
-    ty_buf_add(&c->out, "\r\n", 2);
+    PUT("Content-Length: ");
+    memcpy(o, digits + d, sizeof digits - (size_t)d);
+    o += sizeof digits - (size_t)d;
+    PUT("\r\n");
   }
-  if (!keep) {
-    static const char cl[] = "Connection: close\r\n\r\n";
-    ty_buf_add(&c->out, cl, sizeof cl - 1);
-  } else if (!r->http_minor) {
-    static const char ka[] = "Connection: keep-alive\r\n\r\n";
-    ty_buf_add(&c->out, ka, sizeof ka - 1);
-  } else {
-    ty_buf_add(&c->out, "\r\n", 2);
-  }
+  if (!keep) PUT("Connection: close\r\n\r\n");
+  else if (!r->http_minor) PUT("Connection: keep-alive\r\n\r\n");
+  else PUT("\r\n");
+  c->out.len = (size_t)(o - c->out.p);
   return 0;
 }
+
+#undef PUT
 
 static void maybe_flush(ty_conn *c) {
   if (!c->in_read) ty_conn_flush(c);
