@@ -601,10 +601,17 @@ static int res_status(lua_State *L) {
   return 1;
 }
 
-static int is_token_char(int ch) {
-  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-         (ch >= '0' && ch <= '9') || strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+/* RFC 9110 token characters, as a table: every res:header checks them. */
+static unsigned char token_chars[256];
+
+static void init_token_chars(void) {
+  const char *extra = "!#$%&'*+-.^_`|~";
+  for (int ch = 0; ch < 256; ch++)
+    token_chars[ch] = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                      (ch >= '0' && ch <= '9') || (ch && strchr(extra, ch));
 }
+
+static int is_token_char(int ch) { return token_chars[ch & 0xff]; }
 
 /* Removes earlier lines of header `name` from the handler's headers. */
 static void drop_header(ty_buf *h, const char *name, size_t n) {
@@ -624,10 +631,15 @@ static void drop_header(ty_buf *h, const char *name, size_t n) {
 static void add_header_line(lua_State *L, ty_req *r, const char *name,
                             size_t n, int vidx) {
   size_t vlen;
-  const char *v = luaL_tolstring(L, vidx, &vlen);
-  for (size_t i = 0; i < vlen; i++)
-    if (v[i] == '\r' || v[i] == '\n' || v[i] == '\0')
-      luaL_error(L, "bad argument #2 to 'header' (value contains CR, LF or NUL)");
+  const char *v;
+  if (lua_type(L, vidx) == LUA_TSTRING) { /* the common case: no conversion */
+    lua_pushvalue(L, vidx);
+    v = lua_tolstring(L, -1, &vlen);
+  } else {
+    v = luaL_tolstring(L, vidx, &vlen);
+  }
+  if (memchr(v, '\r', vlen) || memchr(v, '\n', vlen) || memchr(v, '\0', vlen))
+    luaL_error(L, "bad argument #2 to 'header' (value contains CR, LF or NUL)");
   if (ty_buf_reserve(&r->rhead, n + vlen + 4) != 0) luaL_error(L, "out of memory");
   ty_buf_add(&r->rhead, name, n);
   ty_buf_add(&r->rhead, ": ", 2);
@@ -1106,6 +1118,7 @@ int ty_http_message_open(lua_State *L) {
                                    {"finish", res_finish},
                                    {"send_file", res_send_file},
                                    {NULL, NULL}};
+  init_token_chars();
   lua_newtable(L);
   int mod = lua_gettop(L);
   new_class(L, REQ_MT, req_index, req_m, &req_methods_ref);
