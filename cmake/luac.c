@@ -20,7 +20,8 @@ static int writer(lua_State *L, const void *p, size_t n, void *ud) {
 static void make_parents(char *path) {
   for (char *s = strchr(path + 1, '/'); s; s = strchr(s + 1, '/')) {
     *s = '\0';
-    if (mkdir(path, 0755) != 0 && errno != EEXIST) perror(path);
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+      perror(path);
     *s = '/';
   }
 }
@@ -40,7 +41,8 @@ static int compile(lua_State *L, const char *src, const char *out,
   luaL_buffinit(L, &b);
   char buf[8192];
   size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) luaL_addlstring(&b, buf, n);
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+    luaL_addlstring(&b, buf, n);
   fclose(f);
   luaL_pushresult(&b);
   size_t len;
@@ -68,7 +70,8 @@ int main(int argc, char **argv) {
   }
   lua_State *L = luaL_newstate();
   int bad = 0;
-  for (int i = 3; i < argc; i++) bad |= compile(L, argv[1], argv[2], argv[i]);
+  for (int i = 3; i < argc; i++)
+    bad |= compile(L, argv[1], argv[2], argv[i]);
   lua_close(L);
   return bad;
 }

@@ -46,11 +46,13 @@ static void drain(int fd) {
   char buf[16384];
   for (;;) {
     ssize_t n = read(fd, buf, sizeof buf);
-    if (n <= 0) return;
+    if (n <= 0)
+      return;
     if (out_len + (size_t)n > out_cap) {
       out_cap = (out_len + (size_t)n) * 2;
       out = realloc(out, out_cap);
-      if (!out) abort();
+      if (!out)
+        abort();
     }
     memcpy(out + out_len, buf, (size_t)n);
     out_len += (size_t)n;
@@ -83,16 +85,19 @@ static int on_response_body(llhttp_t *p, const char *at, size_t n) {
 /* Everything written must be well-formed responses. HEAD responses carry a
  * Content-Length without a body, which a response parser cannot know. */
 static void check_output(const unsigned char *in, size_t in_len) {
-  if (out_len == 0 || memmem(in, in_len, "HEAD", 4)) return;
+  if (out_len == 0 || memmem(in, in_len, "HEAD", 4))
+    return;
   llhttp_settings_t s;
   llhttp_settings_init(&s);
   s.on_body = on_response_body;
   llhttp_t p;
   llhttp_init(&p, HTTP_RESPONSE, &s);
   llhttp_errno_t err = llhttp_execute(&p, out, out_len);
-  if (err == HPE_OK) err = llhttp_finish(&p);
+  if (err == HPE_OK)
+    err = llhttp_finish(&p);
   if (err != HPE_OK && err != HPE_PAUSED_UPGRADE) {
-    fprintf(stderr, "fuzz_conn: server wrote a malformed response (%s: %s):\n%.*s\n",
+    fprintf(stderr,
+            "fuzz_conn: server wrote a malformed response (%s: %s):\n%.*s\n",
             llhttp_errno_name(err), llhttp_get_error_reason(&p),
             (int)(out_len > 2000 ? 2000 : out_len), out);
     abort();
@@ -108,17 +113,20 @@ static int connections(lua_State *L, int srv) {
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   if (start_ref == LUA_NOREF) {
-    if (ty_host_init() != 0) abort();
+    if (ty_host_init() != 0)
+      abort();
     setup(ty_host_get()->L);
   }
   lua_State *L = ty_host_get()->L;
   size_t nsizes = size ? (data[0] & 7) : 0;
-  if (size < 1 + nsizes) return 0;
+  if (size < 1 + nsizes)
+    return 0;
   const unsigned char *sizes = data + 1, *in = data + 1 + nsizes;
   size_t in_len = size - 1 - nsizes;
 
   int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) abort();
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+    abort();
   fcntl(sv[0], F_SETFL, O_NONBLOCK);
   fcntl(sv[1], F_SETFL, O_NONBLOCK);
   lua_rawgeti(L, LUA_REGISTRYINDEX, start_ref);
@@ -132,14 +140,16 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   size_t pos = 0, k = 0;
   while (pos < in_len) {
     size_t n = nsizes ? (size_t)sizes[k++ % nsizes] + 1 : in_len - pos;
-    if (n > in_len - pos) n = in_len - pos;
+    if (n > in_len - pos)
+      n = in_len - pos;
     send_chunk(sv[1], in + pos, n);
     pos += n;
     turn(sv[1]);
   }
   shutdown(sv[1], SHUT_WR);
   int turns = 0;
-  while (connections(L, srv) > 0 && turns++ < MAX_TURNS) turn(sv[1]);
+  while (connections(L, srv) > 0 && turns++ < MAX_TURNS)
+    turn(sv[1]);
   if (connections(L, srv) > 0) {
     fprintf(stderr, "fuzz_conn: connection still open after the client left\n");
     abort();
@@ -149,6 +159,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   close(sv[1]);
   lua_settop(L, 0);
   static unsigned runs;
-  if (++runs % 256 == 0) lua_gc(L, LUA_GCCOLLECT);
+  if (++runs % 256 == 0)
+    lua_gc(L, LUA_GCCOLLECT);
   return 0;
 }

@@ -18,13 +18,14 @@ static int check_ref = LUA_NOREF;
 /* libFuzzer sees only C coverage: a line hook turns the Lua lines the
  * router runs into extra coverage counters, so inputs that take new paths
  * through router.lua are kept. */
-__attribute__((section("__libfuzzer_extra_counters")))
-static unsigned char lua_lines[1 << 12];
+__attribute__((section(
+    "__libfuzzer_extra_counters"))) static unsigned char lua_lines[1 << 12];
 
 static void on_line(lua_State *L, lua_Debug *ar) {
   static unsigned prev;
   lua_getinfo(L, "S", ar);
-  unsigned loc = (unsigned)(((uintptr_t)ar->source >> 4) * 31u + (unsigned)ar->currentline);
+  unsigned loc = (unsigned)(((uintptr_t)ar->source >> 4) * 31u +
+                            (unsigned)ar->currentline);
   lua_lines[(loc ^ (prev >> 1)) & (sizeof lua_lines - 1)]++;
   prev = loc;
 }
@@ -41,7 +42,8 @@ static void setup(lua_State *L) {
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   if (check_ref == LUA_NOREF) {
-    if (ty_host_init() != 0) abort();
+    if (ty_host_init() != 0)
+      abort();
     setup(ty_host_get()->L);
   }
   lua_State *L = ty_host_get()->L;
@@ -52,6 +54,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     abort();
   }
   static unsigned runs;
-  if (++runs % 256 == 0) lua_gc(L, LUA_GCCOLLECT);
+  if (++runs % 256 == 0)
+    lua_gc(L, LUA_GCCOLLECT);
   return 0;
 }

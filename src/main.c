@@ -16,10 +16,12 @@ static void main_done(ty_task *t, int how, void *ud) {
   ty_host *h = ty_host_get();
   if (how == TY_TASK_OK) {
     int code = (int)lua_tointeger(co, 1);
-    if (code != 0 && !h->exit_requested) ty_host_exit(code);
+    if (code != 0 && !h->exit_requested)
+      ty_host_exit(code);
     return;
   }
-  if (h->exit_requested) return; /* os.exit unwinding */
+  if (h->exit_requested)
+    return; /* os.exit unwinding */
   lua_pushvalue(co, -1);
   lua_xmove(co, h->L, 1);
   ty_report(h->L, "error");

@@ -26,7 +26,8 @@ static int installed;
 
 static void *capped(void *ud, void *ptr, size_t osize, size_t nsize) {
   (void)ud;
-  if (ptr == NULL) osize = 0; /* then osize is a type tag, not a size */
+  if (ptr == NULL)
+    osize = 0; /* then osize is a type tag, not a size */
   if (nsize == 0) {
     free(ptr);
     used -= osize;
@@ -38,13 +39,15 @@ static void *capped(void *ud, void *ptr, size_t osize, size_t nsize) {
     return NULL;
   }
   void *p = realloc(ptr, nsize);
-  if (p) used = used - osize + nsize;
+  if (p)
+    used = used - osize + nsize;
   return p;
 }
 
 void ty_alloc_set_limit(lua_State *L, size_t bytes) {
   if (!installed) {
-    used = (size_t)lua_gc(L, LUA_GCCOUNT) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB);
+    used =
+        (size_t)lua_gc(L, LUA_GCCOUNT) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB);
     lua_setallocf(L, capped, NULL);
     installed = 1;
   }

@@ -3,9 +3,9 @@
 #ifndef TY_ALLOC_H
 #define TY_ALLOC_H
 
+#include <lua.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <lua.h>
 
 /* Caps the state's memory at limit bytes (0 removes the cap). The first
  * call puts the counting allocator in place. [-0, +0, -] */

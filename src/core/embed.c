@@ -20,7 +20,8 @@ extern const ty_embedded ty_embedded_files[];
 
 static const ty_embedded *find(const char *name) {
   for (const ty_embedded *e = ty_embedded_files; e->name; e++)
-    if (strcmp(e->name, name) == 0) return e;
+    if (strcmp(e->name, name) == 0)
+      return e;
   return NULL;
 }
 

@@ -33,13 +33,14 @@ uv_loop_t *ty_loop(void) { return &host.loop; }
 /* Errors                                                                 */
 
 int ty_traceback(lua_State *L) {
-  if (lua_touserdata(L, 1) == &exit_sentinel) return 1;
+  if (lua_touserdata(L, 1) == &exit_sentinel)
+    return 1;
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
       return 1;
-    msg = lua_pushfstring(L, "(error object is a %s value)",
-                          luaL_typename(L, 1));
+    msg =
+        lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
   }
   luaL_traceback(L, L, msg, 1);
   return 1;
@@ -119,11 +120,13 @@ static void on_signal(uv_signal_t *h, int signum) {
     lua_pop(L, 1);
   }
   (void)h;
-  if (!handled && signum != SIGHUP) ty_host_exit(128 + signum);
+  if (!handled && signum != SIGHUP)
+    ty_host_exit(128 + signum);
 }
 
 static int l_set_signal_hook(lua_State *L) {
-  if (!lua_isnil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (!lua_isnil(L, 1))
+    luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 1);
   lua_setfield(L, LUA_REGISTRYINDEX, "tycho.signal_hook");
   return 0;
@@ -192,7 +195,8 @@ void ty_host_track(ty_closer *c) {
 }
 
 void ty_host_untrack(ty_closer *c) {
-  if (!c->next) return;
+  if (!c->next)
+    return;
   c->prev->next = c->next;
   c->next->prev = c->prev;
   c->next = c->prev = NULL;
@@ -207,10 +211,12 @@ static void preload(lua_State *L, const char *name, lua_CFunction f) {
 
 int ty_host_init(void) {
   signal(SIGPIPE, SIG_IGN);
-  if (uv_loop_init(&host.loop) != 0) return -1;
+  if (uv_loop_init(&host.loop) != 0)
+    return -1;
   host.closers.next = host.closers.prev = &host.closers;
   lua_State *L = luaL_newstate();
-  if (!L) return -1;
+  if (!L)
+    return -1;
   host.L = L;
   /* New threads copy the main thread's extra space: it must read "no task". */
   *(void **)lua_getextraspace(L) = NULL;

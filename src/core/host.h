@@ -23,7 +23,7 @@ typedef struct ty_host {
   int exit_requested; /* os.exit or a fatal main-task error */
   int stopping;       /* teardown started: wakes are dropped */
   uv_signal_t sigint, sigterm, sighup;
-  ty_closer closers;  /* list head */
+  ty_closer closers; /* list head */
 } ty_host;
 
 ty_host *ty_host_get(void);

@@ -19,7 +19,7 @@
 #include <string.h>
 
 #define HANDLE_MT "tycho.task"
-#define POOL_MAX 256 /* idle coroutines kept for reuse */
+#define POOL_MAX 256     /* idle coroutines kept for reuse */
 #define QUEUE_BATCH 1024 /* tasks run per loop turn, for fairness with I/O */
 
 typedef enum { ST_READY, ST_RUNNING, ST_PARKED, ST_DONE } task_state;
@@ -34,14 +34,14 @@ struct ty_task {
   lua_State *co;
   int co_ref;
   task_state state;
-  int how;   /* TY_TASK_* once done */
-  int nargs; /* arguments on co for the first resume */
+  int how;       /* TY_TASK_* once done */
+  int nargs;     /* arguments on co for the first resume */
   uint64_t tok;  /* the park it waits on, 0 for none */
   uint64_t qtok; /* the park a queued wake answers (0: start) */
   unsigned cancelled : 1, queued : 1, early : 1;
   unsigned yielded : 1; /* parked by a bare coroutine.yield() */
-  int early_ref;  /* values of a wake that came before the park */
-  int cancel_ref; /* Lua function run on cancel of a Lua-level park */
+  int early_ref;        /* values of a wake that came before the park */
+  int cancel_ref;       /* Lua function run on cancel of a Lua-level park */
   ty_task_cancel_fn on_cancel;
   void *cancel_ud;
   ty_task_done_fn on_done;
@@ -51,9 +51,9 @@ struct ty_task {
   int result_ref; /* results table for join, or LUA_NOREF */
   int handles;    /* Lua handle boxes that point here */
   joiner *joiners;
-  ty_task *qnext;         /* ready queue */
-  ty_task *free_next;     /* free list */
-  ty_task *all_next;      /* every struct ever made, for shutdown */
+  ty_task *qnext;     /* ready queue */
+  ty_task *free_next; /* free list */
+  ty_task *all_next;  /* every struct ever made, for shutdown */
   char name[64];
 };
 
@@ -85,7 +85,8 @@ static ty_task *task_alloc(void) {
     free_tasks = t->free_next;
   } else {
     t = malloc(sizeof *t);
-    if (!t) return NULL;
+    if (!t)
+      return NULL;
     t->all_next = all_tasks;
     all_tasks = t;
   }
@@ -98,7 +99,8 @@ static ty_task *task_alloc(void) {
 
 /* Back to the free list once nothing can reach the task any more. */
 static void task_release(ty_task *t) {
-  if (t->state != ST_DONE || t->handles > 0 || t->queued) return;
+  if (t->state != ST_DONE || t->handles > 0 || t->queued)
+    return;
   lua_State *L = ty_host_get()->L;
   luaL_unref(L, LUA_REGISTRYINDEX, t->result_ref);
   t->result_ref = LUA_NOREF;
@@ -151,7 +153,8 @@ static void thread_put(ty_task *t, int ok) {
 static void on_idle(uv_idle_t *h);
 
 static void enqueue(ty_task *t, uint64_t qtok) {
-  if (t->queued) return;
+  if (t->queued)
+    return;
   t->queued = 1;
   t->qtok = qtok;
   t->qnext = NULL;
@@ -182,11 +185,14 @@ static void on_idle(uv_idle_t *h) {
   while (qhead && n++ < QUEUE_BATCH) {
     ty_task *t = qhead;
     qhead = t->qnext;
-    if (!qhead) qtail = NULL;
+    if (!qhead)
+      qtail = NULL;
     run_queued(t);
-    if (t == stop) break;
+    if (t == stop)
+      break;
   }
-  if (!qhead) uv_idle_stop(h);
+  if (!qhead)
+    uv_idle_stop(h);
 }
 
 static void idle_close(ty_closer *c) {
@@ -206,7 +212,8 @@ static void keep_results(lua_State *L, ty_task *t, int nres) {
   int tbl = lua_gettop(L);
   if (t->how == TY_TASK_OK) {
     lua_xmove(co, L, nres);
-    for (int i = nres; i >= 1; i--) lua_rawseti(L, tbl, i);
+    for (int i = nres; i >= 1; i--)
+      lua_rawseti(L, tbl, i);
   } else {
     lua_pushvalue(co, -1);
     lua_xmove(co, L, 1);
@@ -220,7 +227,8 @@ static void keep_results(lua_State *L, ty_task *t, int nres) {
 /* Replaces the error on top of co with "message\ntraceback". */
 static void add_traceback(lua_State *L, lua_State *co) {
   const char *msg = lua_tostring(co, -1);
-  if (msg == NULL) return; /* keep non-string error objects as they are */
+  if (msg == NULL)
+    return; /* keep non-string error objects as they are */
   luaL_traceback(L, co, msg, 0);
   lua_pop(co, 1);
   lua_xmove(L, co, 1);
@@ -228,7 +236,8 @@ static void add_traceback(lua_State *L, lua_State *co) {
 
 static void wake_joiners(ty_task *t) {
   for (joiner *j = t->joiners; j; j = j->next)
-    if (j->t->state == ST_PARKED && j->t->tok == j->tok) enqueue(j->t, j->tok);
+    if (j->t->state == ST_PARKED && j->t->tok == j->tok)
+      enqueue(j->t, j->tok);
 }
 
 static void finish(ty_task *t, int how, int nres) {
@@ -237,11 +246,13 @@ static void finish(ty_task *t, int how, int nres) {
   t->state = ST_DONE;
   t->how = how;
   t->tok = 0;
-  if (how == TY_TASK_ERROR) add_traceback(L, t->co);
+  if (how == TY_TASK_ERROR)
+    add_traceback(L, t->co);
   if (t->on_done) {
     t->on_done(t, how, t->done_ud);
   } else {
-    if (t->handles > 0 || t->joiners) keep_results(L, t, nres);
+    if (t->handles > 0 || t->joiners)
+      keep_results(L, t, nres);
     if (how == TY_TASK_ERROR && !t->joiners && !h->exit_requested) {
       lua_pushvalue(t->co, -1);
       lua_xmove(t->co, L, 1);
@@ -269,7 +280,8 @@ static void step(ty_task *t, int nargs) {
                         memory_order_relaxed);
   if (st == LUA_YIELD) {
     lua_pop(t->co, nres);
-    if (t->state == ST_PARKED) return;
+    if (t->state == ST_PARKED)
+      return;
     /* A bare coroutine.yield() at task level: give the loop a turn. */
     t->state = ST_PARKED;
     t->yielded = 1;
@@ -278,7 +290,8 @@ static void step(ty_task *t, int nargs) {
     return;
   }
   int how = TY_TASK_OK;
-  if (st != LUA_OK) how = t->cancelled ? TY_TASK_CANCELLED : TY_TASK_ERROR;
+  if (st != LUA_OK)
+    how = t->cancelled ? TY_TASK_CANCELLED : TY_TASK_ERROR;
   finish(t, how, nres);
 }
 
@@ -287,21 +300,24 @@ static void step(ty_task *t, int nargs) {
 
 ty_task *ty_task_new(lua_State *L, int nargs, const char *name) {
   ty_task *t = task_alloc();
-  if (!t) luaL_error(L, "out of memory creating a task");
+  if (!t)
+    luaL_error(L, "out of memory creating a task");
   thread_get(L, t);
   lua_xmove(L, t->co, nargs + 1);
   t->nargs = nargs;
   t->state = ST_READY;
   /* no printf here: HTTP requests make a task each */
   size_t n = strlen(name ? name : "task");
-  if (n >= sizeof t->name) n = sizeof t->name - 1;
+  if (n >= sizeof t->name)
+    n = sizeof t->name - 1;
   memcpy(t->name, name ? name : "task", n);
   t->name[n] = '\0';
   return t;
 }
 
 void ty_task_run(ty_task *t) {
-  if (t->state == ST_READY) step(t, t->nargs);
+  if (t->state == ST_READY)
+    step(t, t->nargs);
 }
 
 void ty_task_schedule(ty_task *t) { enqueue(t, 0); }
@@ -320,7 +336,8 @@ lua_State *ty_task_running_thread(void) {
 
 ty_task *ty_task_current(lua_State *L) {
   ty_task *t = *(ty_task **)lua_getextraspace(L);
-  if (t && t->co == L && t->state == ST_RUNNING) return t;
+  if (t && t->co == L && t->state == ST_RUNNING)
+    return t;
   return NULL;
 }
 
@@ -332,8 +349,10 @@ static const char *called_name(lua_State *L) {
   lua_Debug ar;
   const char *name = NULL;
   for (int level = 0; level < 8 && lua_getstack(L, level, &ar); level++) {
-    if (!lua_getinfo(L, "Sn", &ar)) break;
-    if (level > 0 && (ar.what[0] == 'C' || !strstr(ar.source, "lua/tycho/"))) break;
+    if (!lua_getinfo(L, "Sn", &ar))
+      break;
+    if (level > 0 && (ar.what[0] == 'C' || !strstr(ar.source, "lua/tycho/")))
+      break;
     name = ar.name;
   }
   return name && strcmp(name, "token") != 0 ? name : NULL;
@@ -341,11 +360,15 @@ static const char *called_name(lua_State *L) {
 
 static ty_task *need_task(lua_State *L, const char *fname) {
   ty_task *t = ty_task_current(L);
-  if (t) return t;
-  const char *called = strcmp(fname, "an async function") == 0 ? called_name(L) : NULL;
-  luaL_error(L, "%s%s%s must be called inside a task (use tycho.spawn): it waits, and luv "
-             "callbacks and plain coroutines cannot", called ? "'" : "",
-             called ? called : fname, called ? "'" : "");
+  if (t)
+    return t;
+  const char *called =
+      strcmp(fname, "an async function") == 0 ? called_name(L) : NULL;
+  luaL_error(L,
+             "%s%s%s must be called inside a task (use tycho.spawn): it waits, "
+             "and luv "
+             "callbacks and plain coroutines cannot",
+             called ? "'" : "", called ? called : fname, called ? "'" : "");
   return NULL;
 }
 
@@ -364,7 +387,8 @@ static int raise_cancelled(lua_State *L) {
 static int park_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   ty_task *t = ty_task_current(L);
-  if (t && t->cancelled) return raise_cancelled(L);
+  if (t && t->cancelled)
+    return raise_cancelled(L);
   return lua_gettop(L) - (int)ctx;
 }
 
@@ -372,9 +396,11 @@ static int park(lua_State *L, ty_task_cancel_fn fn, void *ud, lua_KFunction k,
                 lua_KContext ctx) {
   ty_task *t = need_task(L, "an async function");
   if (t->cancelled || !lua_isyieldable(L)) {
-    if (fn) fn(ud);
+    if (fn)
+      fn(ud);
     t->tok = 0;
-    if (t->cancelled) return raise_cancelled(L);
+    if (t->cancelled)
+      return raise_cancelled(L);
     return luaL_error(L, "cannot wait here: inside a metamethod, iterator "
                          "or C function that does not allow yields");
   }
@@ -393,7 +419,8 @@ int ty_task_park(lua_State *L, ty_task_cancel_fn on_cancel, void *ud) {
 static int user_park_k(lua_State *L, int status, lua_KContext ctx) {
   ty_task *t = ty_task_current(L);
   (void)ctx;
-  if (t && t->cancelled) return raise_cancelled(L);
+  if (t && t->cancelled)
+    return raise_cancelled(L);
   return t->uk(L, status, t->uctx);
 }
 
@@ -406,8 +433,10 @@ int ty_task_park_k(lua_State *L, ty_task_cancel_fn on_cancel, void *ud,
 }
 
 lua_State *ty_task_wakeable(ty_task *t, uint64_t tok) {
-  if (ty_host_get()->stopping) return NULL;
-  if (t->state != ST_PARKED || t->tok != tok || tok == 0) return NULL;
+  if (ty_host_get()->stopping)
+    return NULL;
+  if (t->state != ST_PARKED || t->tok != tok || tok == 0)
+    return NULL;
   return t->co;
 }
 
@@ -427,12 +456,14 @@ void ty_task_resume(ty_task *t, int n) {
 
 static void run_cancel_hooks(ty_task *t) {
   lua_State *L = ty_host_get()->L;
-  if (t->on_cancel) t->on_cancel(t->cancel_ud);
+  if (t->on_cancel)
+    t->on_cancel(t->cancel_ud);
   t->on_cancel = NULL;
   if (t->cancel_ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->cancel_ref);
     drop_cancel_ref(t);
-    if (ty_pcall(L, 0, 0) != LUA_OK) ty_report(L, "cancel hook");
+    if (ty_pcall(L, 0, 0) != LUA_OK)
+      ty_report(L, "cancel hook");
   }
 }
 
@@ -460,7 +491,8 @@ void ty_task_cancel(ty_task *t) {
       return;
     }
     run_cancel_hooks(t);
-    if (t->state == ST_PARKED) step(t, 0); /* park_k raises "cancelled" */
+    if (t->state == ST_PARKED)
+      step(t, 0); /* park_k raises "cancelled" */
     return;
   }
 }
@@ -489,7 +521,8 @@ static int l_park(lua_State *L) {
     lua_Integer n = (lua_getfield(L, 1, "n"), lua_tointeger(L, -1));
     lua_pop(L, 1);
     luaL_checkstack(L, (int)n, "too many values");
-    for (lua_Integer i = 1; i <= n; i++) lua_rawgeti(L, 1, i);
+    for (lua_Integer i = 1; i <= n; i++)
+      lua_rawgeti(L, 1, i);
     return (int)n;
   }
   if (!lua_isnoneornil(L, 1)) {
@@ -531,7 +564,8 @@ static int l_wake(lua_State *L) {
   }
   int early = t && t->co == co && t->state == ST_RUNNING &&
               t->tok == (uint64_t)tok && tok != 0 && !t->early;
-  if (early) keep_early(L, t, 3, n);
+  if (early)
+    keep_early(L, t, 3, n);
   lua_pushboolean(L, early);
   return 1;
 }
@@ -575,7 +609,8 @@ static ty_task *check_handle(lua_State *L) {
 }
 
 static int push_results(lua_State *L, ty_task *t) {
-  if (t->how == TY_TASK_CANCELLED) return luaL_error(L, "task was cancelled");
+  if (t->how == TY_TASK_CANCELLED)
+    return luaL_error(L, "task was cancelled");
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->result_ref);
   int r = lua_gettop(L);
   if (t->how == TY_TASK_ERROR) {
@@ -586,7 +621,8 @@ static int push_results(lua_State *L, ty_task *t) {
   int n = (int)lua_tointeger(L, -1);
   lua_pop(L, 1);
   luaL_checkstack(L, n, "too many results");
-  for (int i = 1; i <= n; i++) lua_rawgeti(L, r, i);
+  for (int i = 1; i <= n; i++)
+    lua_rawgeti(L, r, i);
   return n;
 }
 
@@ -594,7 +630,8 @@ static int join_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
   ty_task *me = ty_task_current(L);
-  if (me && me->cancelled) return raise_cancelled(L);
+  if (me && me->cancelled)
+    return raise_cancelled(L);
   return push_results(L, check_handle(L));
 }
 
@@ -602,11 +639,14 @@ static int join_k(lua_State *L, int status, lua_KContext ctx) {
 static int l_join(lua_State *L) {
   ty_task *t = check_handle(L);
   lua_settop(L, 1);
-  if (t->state == ST_DONE) return push_results(L, t);
+  if (t->state == ST_DONE)
+    return push_results(L, t);
   ty_task *me = need_task(L, "join");
-  if (me == t) return luaL_error(L, "a task cannot join itself");
+  if (me == t)
+    return luaL_error(L, "a task cannot join itself");
   joiner *j = malloc(sizeof *j);
-  if (!j) return luaL_error(L, "out of memory");
+  if (!j)
+    return luaL_error(L, "out of memory");
   j->t = me;
   j->tok = ty_task_prepare(L);
   j->next = t->joiners;
@@ -622,10 +662,14 @@ static int l_cancel(lua_State *L) {
 
 static const char *status_name(ty_task *t) {
   switch (t->state) {
-  case ST_READY: return "ready";
-  case ST_RUNNING: return "running";
-  case ST_PARKED: return "waiting";
-  default: break;
+  case ST_READY:
+    return "ready";
+  case ST_RUNNING:
+    return "running";
+  case ST_PARKED:
+    return "waiting";
+  default:
+    break;
   }
   return t->how == TY_TASK_OK      ? "done"
          : t->how == TY_TASK_ERROR ? "failed"
@@ -664,8 +708,8 @@ int ty_task_open(lua_State *L) {
                                      {"cancel", l_cancel},
                                      {"status", l_status},
                                      {NULL, NULL}};
-  static const luaL_Reg funcs[] = {{"spawn", l_spawn}, {"token", l_token},
-                                   {"park", l_park},   {"wake", l_wake},
+  static const luaL_Reg funcs[] = {{"spawn", l_spawn},     {"token", l_token},
+                                   {"park", l_park},       {"wake", l_wake},
                                    {"in_task", l_in_task}, {NULL, NULL}};
   if (luaL_newmetatable(L, HANDLE_MT)) {
     luaL_newlib(L, methods);

@@ -4,8 +4,8 @@
 #ifndef TY_TASK_H
 #define TY_TASK_H
 
-#include <stdint.h>
 #include <lua.h>
+#include <stdint.h>
 
 typedef struct ty_task ty_task;
 
@@ -16,7 +16,8 @@ typedef void (*ty_task_done_fn)(ty_task *t, int how, void *ud);
 typedef void (*ty_task_cancel_fn)(void *ud);
 
 /* Creates a task from the function and nargs arguments on top of L (popped).
- * The task does not run until ty_task_run or ty_task_schedule. [-(nargs+1), +0, m] */
+ * The task does not run until ty_task_run or ty_task_schedule. [-(nargs+1), +0,
+ * m] */
 ty_task *ty_task_new(lua_State *L, int nargs, const char *name);
 
 /* Runs a new task now (from a libuv callback, never from inside a task). */

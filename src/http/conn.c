@@ -8,8 +8,8 @@
  * task runs for it, closing cancels the task first and the handle is closed
  * when the task's done hook reports back (ty_conn_request_done).
  */
-#include "http/http.h"
 #include "core/limits.h"
+#include "http/http.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,19 +21,24 @@ static char read_buf[TY_READ_BUFFER];
 /* Byte buffers                                                           */
 
 int ty_buf_reserve(ty_buf *b, size_t extra) {
-  if (b->len + extra <= b->cap) return 0;
+  if (b->len + extra <= b->cap)
+    return 0;
   size_t cap = b->cap ? b->cap : 512;
-  while (cap < b->len + extra) cap *= 2;
+  while (cap < b->len + extra)
+    cap *= 2;
   char *p = realloc(b->p, cap);
-  if (!p) return -1;
+  if (!p)
+    return -1;
   b->p = p;
   b->cap = cap;
   return 0;
 }
 
 int ty_buf_add(ty_buf *b, const void *p, size_t n) {
-  if (n == 0) return 0;
-  if (ty_buf_reserve(b, n) != 0) return -1;
+  if (n == 0)
+    return 0;
+  if (ty_buf_reserve(b, n) != 0)
+    return -1;
   memcpy(b->p + b->len, p, n);
   b->len += n;
   return 0;
@@ -69,29 +74,34 @@ static int count_head(llhttp_t *p, size_t n) {
 static int on_message_begin(llhttp_t *p) {
   ty_conn *c = CONN(p);
   c->req = ty_req_new(c);
-  if (!c->req) return HPE_USER;
+  if (!c->req)
+    return HPE_USER;
   c->deadline = uv_now(c->h.stream.loop) + c->srv->lim.header_timeout_ms;
   return 0;
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t n) {
   ty_req *r = CONN(p)->req;
-  if (count_head(p, n)) return HPE_USER;
-  if (ty_buf_add(&r->head, at, n)) return HPE_USER;
+  if (count_head(p, n))
+    return HPE_USER;
+  if (ty_buf_add(&r->head, at, n))
+    return HPE_USER;
   r->url_len += (uint32_t)n;
   return 0;
 }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   ty_req *r = CONN(p)->req;
-  if (count_head(p, n)) return HPE_USER;
+  if (count_head(p, n))
+    return HPE_USER;
   if (r->in_value || r->nhdrs == 0) { /* else: a name split across reads */
     if (r->nhdrs >= CONN(p)->srv->lim.max_headers)
       return fail(p, 431, "too many header fields");
     if (r->nhdrs == r->hdrs_cap) {
       size_t cap = r->hdrs_cap ? r->hdrs_cap * 2 : 16;
       ty_span *h = realloc(r->hdrs, cap * sizeof *h);
-      if (!h) return HPE_USER;
+      if (!h)
+        return HPE_USER;
       r->hdrs = h;
       r->hdrs_cap = cap;
     }
@@ -100,7 +110,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n) {
     s->name_len = s->value = s->value_len = 0;
     r->in_value = 0;
   }
-  if (ty_buf_add(&r->head, at, n)) return HPE_USER;
+  if (ty_buf_add(&r->head, at, n))
+    return HPE_USER;
   r->hdrs[r->nhdrs - 1].name_len += (uint32_t)n;
   return 0;
 }
@@ -110,7 +121,8 @@ static const char *feed_start, *feed_end;
 
 static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   ty_req *r = CONN(p)->req;
-  if (count_head(p, n)) return HPE_USER;
+  if (count_head(p, n))
+    return HPE_USER;
   ty_span *s = &r->hdrs[r->nhdrs - 1];
   if (!r->in_value) {
     r->in_value = 1;
@@ -123,7 +135,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
     return fail(p, 400, "obsolete line folding");
   }
   r->value_cut = at + n == feed_end;
-  if (ty_buf_add(&r->head, at, n)) return HPE_USER;
+  if (ty_buf_add(&r->head, at, n))
+    return HPE_USER;
   s->value_len += (uint32_t)n;
   return 0;
 }
@@ -149,7 +162,8 @@ static int on_headers_complete(llhttp_t *p) {
   r->http_minor = p->http_minor;
   r->keep_alive = llhttp_should_keep_alive(p) ? 1 : 0;
   r->head_only = p->method == HTTP_HEAD;
-  if (p->http_major != 1) return fail(p, 505, "HTTP version not supported");
+  if (p->http_major != 1)
+    return fail(p, 505, "HTTP version not supported");
   /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means faulty framing. */
   if (p->http_minor == 0 && (p->flags & F_TRANSFER_ENCODING))
     return fail(p, 400, "transfer-encoding in an HTTP/1.0 request");
@@ -158,7 +172,8 @@ static int on_headers_complete(llhttp_t *p) {
     return fail(p, 413, "content too large");
   int has_body = (p->flags & F_CHUNKED) ||
                  ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
-  if (!has_body) return 0; /* message complete follows at once */
+  if (!has_body)
+    return 0; /* message complete follows at once */
   scan_expect(r);
   return HPE_PAUSED; /* the connection decides how to take the body */
 }
@@ -166,10 +181,12 @@ static int on_headers_complete(llhttp_t *p) {
 static int on_body(llhttp_t *p, const char *at, size_t n) {
   ty_conn *c = CONN(p);
   ty_req *r = c->req;
-  if (r->res_state == RES_DONE && r->task == NULL) return 0; /* discard */
+  if (r->res_state == RES_DONE && r->task == NULL)
+    return 0; /* discard */
   if (r->body_read + r->body.len + n > c->srv->lim.max_body_bytes)
     return fail(p, 413, "content too large");
-  if (ty_buf_add(&r->body, at, n)) return HPE_USER;
+  if (ty_buf_add(&r->body, at, n))
+    return HPE_USER;
   return 0;
 }
 
@@ -218,14 +235,18 @@ static int backed_up(ty_conn *c) {
 
 static void parse_error(ty_conn *c, llhttp_errno_t err) {
   int status = 400;
-  if (c->req && c->req->status >= 400) status = c->req->status;
+  if (c->req && c->req->status >= 400)
+    status = c->req->status;
   ty_req *r = c->req;
   if (r && r->dispatched) {
     /* The handler already runs: it loses its body; stop it. */
-    if (r->res_state != RES_NONE) status = 0;
-    if (r->task) ty_task_cancel(r->task);
+    if (r->res_state != RES_NONE)
+      status = 0;
+    if (r->task)
+      ty_task_cancel(r->task);
   }
-  if (status) ty_res_error(c, status, 1);
+  if (status)
+    ty_res_error(c, status, 1);
   c->close_after = 1;
 }
 
@@ -237,11 +258,12 @@ static void send_continue(ty_conn *c) {
 /* The parser paused: at headers complete or message complete. */
 static void on_pause(ty_conn *c) {
   ty_req *r = c->req;
-  c->deadline = 0; /* the head is in: no header timeout from here */
+  c->deadline = 0;     /* the head is in: no header timeout from here */
   if (!r->body_done) { /* headers complete, a body follows */
     /* A body that stops coming must not hold the connection forever. */
     c->deadline = uv_now(c->h.stream.loop) + c->srv->lim.body_timeout_ms;
-    if (r->expect_continue) send_continue(c);
+    if (r->expect_continue)
+      send_continue(c);
     return;
   }
   if (!r->dispatched) {
@@ -283,15 +305,18 @@ static size_t feed(ty_conn *c, const char *data, size_t len) {
   /* Out of bytes mid-body: let the handler start and await the rest. */
   ty_req *r = c->req;
   if (r && !c->closing && !c->close_after) {
-    if (r->headers_done && !r->dispatched) ty_req_dispatch(r);
-    else if (r->dispatched && r->body.len) ty_req_body_event(r);
+    if (r->headers_done && !r->dispatched)
+      ty_req_dispatch(r);
+    else if (r->dispatched && r->body.len)
+      ty_req_body_event(r);
   }
   return used;
 }
 
 /* Parses what waits in c->in, keeping the unparsed tail there. */
 static void feed_buffered(ty_conn *c) {
-  if (c->in.len == 0) return;
+  if (c->in.len == 0)
+    return;
   size_t used = feed(c, c->in.p, c->in.len);
   if (used >= c->in.len) {
     c->in.len = 0;
@@ -315,7 +340,8 @@ static void on_write(uv_write_t *w, int status) {
   c->wreq = NULL;
   c->writing = 0;
   c->wbuf.len = 0;
-  if (c->closing) return;
+  if (c->closing)
+    return;
   if (status < 0) {
     ty_conn_close(c);
     return;
@@ -325,19 +351,22 @@ static void on_write(uv_write_t *w, int status) {
 }
 
 void ty_conn_flush(ty_conn *c) {
-  if (c->writing || c->out.len == 0 || c->closing) return;
+  if (c->writing || c->out.len == 0 || c->closing)
+    return;
   uv_buf_t b = uv_buf_init(c->out.p, (unsigned)c->out.len);
   int n = uv_try_write(&c->h.stream, &b, 1);
   if (n == (int)c->out.len) {
     c->out.len = 0;
-    if (c->req) ty_req_drained(c->req);
+    if (c->req)
+      ty_req_drained(c->req);
     return;
   }
   if (n < 0 && n != UV_EAGAIN) {
     ty_conn_close(c);
     return;
   }
-  if (n < 0) n = 0;
+  if (n < 0)
+    n = 0;
   ty_buf t = c->wbuf; /* swap: the unsent bytes become the write's */
   c->wbuf = c->out;
   c->out = t;
@@ -360,7 +389,8 @@ void ty_conn_flush(ty_conn *c) {
 static void on_shutdown(uv_shutdown_t *s, int status) {
   ty_conn *c = (ty_conn *)s->handle;
   free(s);
-  if (c->closing) return;
+  if (c->closing)
+    return;
   if (status < 0) {
     ty_conn_close(c);
     return;
@@ -371,7 +401,8 @@ static void on_shutdown(uv_shutdown_t *s, int status) {
 }
 
 static void half_close(ty_conn *c) {
-  if (c->shut || c->closing) return;
+  if (c->shut || c->closing)
+    return;
   c->shut = 1;
   uv_shutdown_t *s = malloc(sizeof *s);
   if (!s || uv_shutdown(s, &c->h.stream, on_shutdown) != 0) {
@@ -388,31 +419,39 @@ static void half_close(ty_conn *c) {
 /* Releases buffer memory of an idle connection: idle keep-alive
  * connections should cost little more than their handle. */
 static void trim_idle(ty_conn *c) {
-  if (c->req || c->writing) return;
-  if (c->out.len == 0) ty_buf_free(&c->out);
-  if (c->in.len == 0) ty_buf_free(&c->in);
+  if (c->req || c->writing)
+    return;
+  if (c->out.len == 0)
+    ty_buf_free(&c->out);
+  if (c->in.len == 0)
+    ty_buf_free(&c->in);
   ty_buf_free(&c->wbuf);
 }
 
 static void after_io(ty_conn *c) {
-  if (c->closing) return;
+  if (c->closing)
+    return;
   ty_conn_flush(c);
-  if (c->closing) return;
+  if (c->closing)
+    return;
   if (c->paused_read && !backed_up(c)) { /* written at once: go on */
     resume_input(c);
     ty_conn_flush(c);
-    if (c->closing) return;
+    if (c->closing)
+      return;
   }
   if (c->req && c->req->file_fd >= 0) {
     ty_req_pump_file(c->req);
-    if (c->closing) return;
+    if (c->closing)
+      return;
   }
   if (c->close_after && !c->writing && c->out.len == 0 &&
       !(c->req && c->req->task)) {
     half_close(c);
     return;
   }
-  if (c->req && !c->writing && c->out.len == 0) ty_req_drained(c->req);
+  if (c->req && !c->writing && c->out.len == 0)
+    ty_req_drained(c->req);
   trim_idle(c);
 }
 
@@ -431,7 +470,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     ty_conn_close(c); /* EOF or error: a running handler is cancelled */
     return;
   }
-  if (nread == 0 || c->shut || c->closing) return;
+  if (nread == 0 || c->shut || c->closing)
+    return;
   c->in_read = 1;
   if (c->in.len == 0) {
     size_t used = feed(c, buf->base, (size_t)nread);
@@ -454,7 +494,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   /* A client that pipelines faster than we answer, or does not read our
    * answers, waits in the kernel. */
   if (!c->closing && (backed_up(c) || c->in.len > c->srv->lim.max_header_bytes +
-                                                     TY_READ_BUFFER)) {
+                                                      TY_READ_BUFFER)) {
     uv_read_stop(s);
     c->paused_read = 1;
   }
@@ -476,7 +516,8 @@ static void resume_input(ty_conn *c) {
 }
 
 void ty_conn_resume_reading(ty_conn *c) {
-  if (!c->closing) uv_read_start(&c->h.stream, on_alloc, on_read);
+  if (!c->closing)
+    uv_read_start(&c->h.stream, on_alloc, on_read);
 }
 
 /* The handler task ended (or the message completed after it ended). */
@@ -491,19 +532,25 @@ void ty_conn_request_done(ty_conn *c) {
     return;
   }
   if (c->upgraded) { /* the websocket's handler ended */
-    if (r && r->task) return;
-    if (r) ty_req_free(r);
+    if (r && r->task)
+      return;
+    if (r)
+      ty_req_free(r);
     c->req = NULL;
     ty_ws_handler_done(c);
     return;
   }
-  if (!r || r->task || !r->body_done) return;
+  if (!r || r->task || !r->body_done)
+    return;
   int keep = r->keep_alive && !r->res_close && !c->srv->closing;
   ty_req_free(r);
   c->req = NULL;
-  if (!keep) c->close_after = 1;
-  else c->deadline = uv_now(c->h.stream.loop) + c->srv->lim.keepalive_timeout_ms;
-  if (c->in_read) return; /* the read loop goes on with the next request */
+  if (!keep)
+    c->close_after = 1;
+  else
+    c->deadline = uv_now(c->h.stream.loop) + c->srv->lim.keepalive_timeout_ms;
+  if (c->in_read)
+    return; /* the read loop goes on with the next request */
   c->in_read = 1;
   feed_buffered(c);
   c->in_read = 0;
@@ -520,7 +567,8 @@ void ty_conn_request_done(ty_conn *c) {
 static void on_close(uv_handle_t *h) {
   ty_conn *c = (ty_conn *)h;
   ty_server *s = c->srv;
-  if (c->upgraded) ty_ws_conn_gone(c);
+  if (c->upgraded)
+    ty_ws_conn_gone(c);
   c->prev->next = c->next;
   c->next->prev = c->prev;
   s->nconns--;
@@ -533,15 +581,18 @@ static void on_close(uv_handle_t *h) {
 }
 
 void ty_conn_close(ty_conn *c) {
-  if (c->closing) return;
+  if (c->closing)
+    return;
   c->closing = 1;
   c->deadline = 0;
   uv_read_stop(&c->h.stream);
   ty_req *r = c->req;
   if (r && r->task && !ty_host_get()->stopping) {
     ty_task_cancel(r->task); /* its done hook finishes the close */
-    if (c->req && c->req->task) return;
-    if (uv_is_closing((uv_handle_t *)&c->h)) return;
+    if (c->req && c->req->task)
+      return;
+    if (uv_is_closing((uv_handle_t *)&c->h))
+      return;
   }
   if (c->req) {
     ty_req_free(c->req);
@@ -556,7 +607,8 @@ static const char busy_response[] =
 
 void ty_conn_accept(ty_server *s) {
   ty_conn *c = calloc(1, sizeof *c);
-  if (!c) return;
+  if (!c)
+    return;
   uv_tcp_init(s->tcp.loop, &c->h.tcp);
   c->srv = s;
   c->next = s->conns.next;
@@ -587,7 +639,8 @@ void ty_conn_accept(ty_server *s) {
 /* A connection made by tycho.test.request: the same code, no network. */
 int ty_conn_open_pipe(ty_server *s, uv_file fd) {
   ty_conn *c = calloc(1, sizeof *c);
-  if (!c) return UV_ENOMEM;
+  if (!c)
+    return UV_ENOMEM;
   uv_pipe_init(ty_loop(), &c->h.pipe, 0);
   int err = uv_pipe_open(&c->h.pipe, fd);
   c->srv = s;
@@ -618,7 +671,8 @@ const char *ty_conn_remote(ty_conn *c, char *buf, size_t len, int *port) {
     snprintf(buf, len, "127.0.0.1"); /* in-process test connection */
     return buf;
   }
-  if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &n) != 0) return buf;
+  if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &n) != 0)
+    return buf;
   if (ss.ss_family == AF_INET6) {
     struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
     uv_ip6_name(a, buf, len);

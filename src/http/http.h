@@ -7,9 +7,9 @@
 #ifndef TY_HTTP_H
 #define TY_HTTP_H
 
+#include <lua.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <lua.h>
 #include <uv.h>
 
 #include "core/host.h"
@@ -29,7 +29,7 @@ typedef struct {
   size_t max_header_bytes, max_headers, max_body_bytes, max_connections;
   uint64_t header_timeout_ms, keepalive_timeout_ms;
   uint64_t body_timeout_ms; /* longest wait for more of a request body */
-  uint64_t cpu_limit_ms; /* a handler's running time per request; 0 off */
+  uint64_t cpu_limit_ms;    /* a handler's running time per request; 0 off */
 } ty_http_limits;
 
 typedef struct ty_server ty_server;
@@ -44,22 +44,22 @@ typedef struct {
 enum { RES_NONE, RES_STREAMING, RES_DONE };
 
 struct ty_req {
-  uint64_t id;    /* unique; Lua boxes compare it to detect stale use */
+  uint64_t id; /* unique; Lua boxes compare it to detect stale use */
   ty_conn *conn;
-  ty_buf head;    /* url, then header names and values, back to back */
+  ty_buf head; /* url, then header names and values, back to back */
   ty_span *hdrs;
   size_t nhdrs, hdrs_cap;
   uint32_t url_len;
   size_t head_bytes;
-  int method;     /* llhttp_method_t */
+  int method; /* llhttp_method_t */
   int http_minor;
   unsigned keep_alive : 1, headers_done : 1, body_done : 1, dispatched : 1,
       expect_continue : 1, in_value : 1, wait_all : 1, head_only : 1,
       value_cut : 1; /* the last value piece ended at the end of a read */
   ty_buf body;
-  size_t body_read;  /* how much of body a chunk reader has consumed */
+  size_t body_read; /* how much of body a chunk reader has consumed */
   ty_task *task;
-  uint64_t body_tok; /* task parked for body bytes, 0 when none */
+  uint64_t body_tok;  /* task parked for body bytes, 0 when none */
   uint64_t drain_tok; /* task parked for write back-pressure */
   lua_Integer generation;
   /* response */
@@ -69,9 +69,9 @@ struct ty_req {
   ty_buf rhead; /* header lines set by the handler */
   uint64_t start_ns;
   size_t res_bytes; /* response body bytes, for the access log */
-  int file_fd;          /* res:send_file in progress, else -1 */
+  int file_fd;      /* res:send_file in progress, else -1 */
   int64_t file_off, file_left;
-  uint64_t file_tok;    /* the handler parked until the file is sent */
+  uint64_t file_tok; /* the handler parked until the file is sent */
   uint64_t cpu_used_ns, cpu_last_ns, cpu_loop_ms; /* see message.c cpu_hook */
   unsigned cpu_stopped : 1;
   int ref_req, ref_res; /* registry refs of the Lua objects, while live */
@@ -79,7 +79,7 @@ struct ty_req {
 };
 
 struct ty_conn {
-  union { /* first: the handle's address is the conn's */
+  union {           /* first: the handle's address is the conn's */
     uv_tcp_t tcp;   /* a client connection */
     uv_pipe_t pipe; /* tycho.test.request's in-process socket pair */
     uv_stream_t stream;
@@ -106,13 +106,13 @@ struct ty_server {
   ty_conn conns; /* list head */
   size_t nconns;
   int handler_ref;
-  int self_ref;   /* anchors the Lua object while the server is open */
+  int self_ref;          /* anchors the Lua object while the server is open */
   int close_waiters_ref; /* table of {co, tok} waiting for drain */
   lua_Integer generation;
   int port;
   unsigned closing : 1, closed : 1, sweep_late : 1;
   int handles_open; /* listener + sweep timer not yet closed */
-  int log_ref; /* access log hook (server:set_log), LUA_NOREF when off */
+  int log_ref;      /* access log hook (server:set_log), LUA_NOREF when off */
   char host[64];
 };
 

@@ -9,15 +9,15 @@
  * handler that keeps `res` after its request ended gets a clear error, never
  * another request's response.
  */
-#include "http/http.h"
 #include "core/alloc.h"
 #include "core/limits.h"
+#include "http/http.h"
 
+#include <errno.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <errno.h>
 #include <sys/sendfile.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,7 +44,8 @@ ty_req *ty_req_new(ty_conn *c) {
     free_reqs = r->next_free;
   } else {
     r = calloc(1, sizeof *r);
-    if (!r) return NULL;
+    if (!r)
+      return NULL;
   }
   ty_buf head = r->head, body = r->body, rhead = r->rhead;
   ty_span *hdrs = r->hdrs;
@@ -65,11 +66,13 @@ ty_req *ty_req_new(ty_conn *c) {
 
 /* Big buffers are dropped rather than kept on the free list. */
 static void shrink(ty_buf *b) {
-  if (b->cap > 64 * 1024) ty_buf_free(b);
+  if (b->cap > 64 * 1024)
+    ty_buf_free(b);
 }
 
 void ty_req_free(ty_req *r) {
-  if (r->file_fd >= 0) close(r->file_fd); /* connection gone mid-file */
+  if (r->file_fd >= 0)
+    close(r->file_fd); /* connection gone mid-file */
   r->file_fd = -1;
   r->id = 0;
   r->conn = NULL;
@@ -97,7 +100,8 @@ static box *check_box(lua_State *L, int idx, const char *mt) {
   if (b && lua_getmetatable(L, idx)) {
     const void *got = lua_topointer(L, -1);
     lua_pop(L, 1);
-    if (got == want) return b;
+    if (got == want)
+      return b;
   }
   return luaL_checkudata(L, idx, mt); /* raises the standard message */
 }
@@ -138,9 +142,12 @@ static int push_store(lua_State *L, int idx) {
 /* Request fields                                                         */
 
 static int hexval(int ch) {
-  if (ch >= '0' && ch <= '9') return ch - '0';
-  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+  if (ch >= '0' && ch <= '9')
+    return ch - '0';
+  if (ch >= 'a' && ch <= 'f')
+    return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F')
+    return ch - 'A' + 10;
   return -1;
 }
 
@@ -195,13 +202,17 @@ void ty_query_parse(lua_State *L, const char *s, size_t n) {
   size_t i = 0;
   while (i < n) {
     size_t end = i;
-    while (end < n && s[end] != '&') end++;
+    while (end < n && s[end] != '&')
+      end++;
     size_t eq = i;
-    while (eq < end && s[eq] != '=') eq++;
+    while (eq < end && s[eq] != '=')
+      eq++;
     if (end > i) {
       ty_url_decode(L, s + i, eq - i, 1);
-      if (eq < end) ty_url_decode(L, s + eq + 1, end - eq - 1, 1);
-      else lua_pushliteral(L, "");
+      if (eq < end)
+        ty_url_decode(L, s + eq + 1, end - eq - 1, 1);
+      else
+        lua_pushliteral(L, "");
       query_add(L, t);
     }
     i = end + 1;
@@ -243,11 +254,13 @@ static int req_header(lua_State *L) {
     ty_span *s = &r->hdrs[i];
     if (s->name_len != n || strncasecmp(r->head.p + s->name, name, n) != 0)
       continue;
-    if (found) lua_pushliteral(L, ", ");
+    if (found)
+      lua_pushliteral(L, ", ");
     lua_pushlstring(L, r->head.p + s->value, s->value_len);
     found += found ? 2 : 1;
   }
-  if (!found) return 0;
+  if (!found)
+    return 0;
   lua_concat(L, found);
   return 1;
 }
@@ -256,7 +269,8 @@ static int req_header(lua_State *L) {
 static int cached(lua_State *L, ty_req *r, const char *key, size_t klen) {
   int store = push_store(L, 1);
   lua_pushlstring(L, key, klen);
-  if (lua_rawget(L, store) != LUA_TNIL) return 1;
+  if (lua_rawget(L, store) != LUA_TNIL)
+    return 1;
   lua_pop(L, 1);
   size_t plen = path_len(r);
   if (strcmp(key, "query") == 0)
@@ -277,8 +291,10 @@ static int cached(lua_State *L, ty_req *r, const char *key, size_t klen) {
 /* req.path: decoded only when the raw path has an escape. */
 static int push_path(lua_State *L, ty_req *r) {
   size_t n = path_len(r);
-  if (memchr(r->head.p, '%', n)) ty_url_decode(L, r->head.p, n, 0);
-  else lua_pushlstring(L, r->head.p, n);
+  if (memchr(r->head.p, '%', n))
+    ty_url_decode(L, r->head.p, n, 0);
+  else
+    lua_pushlstring(L, r->head.p, n);
   return 1;
 }
 
@@ -286,8 +302,10 @@ static int push_remote(lua_State *L, ty_req *r, int want_port) {
   char buf[64];
   int port;
   ty_conn_remote(r->conn, buf, sizeof buf, &port);
-  if (want_port) lua_pushinteger(L, port);
-  else lua_pushstring(L, buf);
+  if (want_port)
+    lua_pushinteger(L, port);
+  else
+    lua_pushstring(L, buf);
   return 1;
 }
 
@@ -295,7 +313,8 @@ static int push_remote(lua_State *L, ty_req *r, int want_port) {
 
 /* Fields computed from the request's bytes; 0 when key is not one. */
 static int computed(lua_State *L, ty_req *r, const char *key, size_t klen) {
-  if (KEY_IS("path")) return push_path(L, r);
+  if (KEY_IS("path"))
+    return push_path(L, r);
   if (KEY_IS("method")) {
     lua_pushstring(L, llhttp_method_name((llhttp_method_t)r->method));
     return 1;
@@ -312,8 +331,10 @@ static int computed(lua_State *L, ty_req *r, const char *key, size_t klen) {
     lua_pushstring(L, r->http_minor ? "1.1" : "1.0");
     return 1;
   }
-  if (KEY_IS("remote_addr")) return push_remote(L, r, 0);
-  if (KEY_IS("remote_port")) return push_remote(L, r, 1);
+  if (KEY_IS("remote_addr"))
+    return push_remote(L, r, 0);
+  if (KEY_IS("remote_port"))
+    return push_remote(L, r, 1);
   return 0;
 }
 
@@ -321,12 +342,15 @@ static int req_index(lua_State *L) {
   ty_req *r = check_live(L, 1, REQ_MT);
   size_t klen;
   const char *key = luaL_checklstring(L, 2, &klen);
-  if (computed(L, r, key, klen)) return 1;
+  if (computed(L, r, key, klen))
+    return 1;
   lua_rawgeti(L, LUA_REGISTRYINDEX, req_methods_ref);
   lua_pushvalue(L, 2);
-  if (lua_rawget(L, -2) != LUA_TNIL) return 1;
+  if (lua_rawget(L, -2) != LUA_TNIL)
+    return 1;
   lua_pop(L, 2);
-  if (cached(L, r, key, klen)) return 1;
+  if (cached(L, r, key, klen))
+    return 1;
   int store = push_store(L, 1);
   lua_pushvalue(L, 2);
   lua_rawget(L, store);
@@ -383,7 +407,8 @@ static int chunks_iter(lua_State *L) {
     r->body.len = 0;
     return 1;
   }
-  if (r->body_done) return 0;
+  if (r->body_done)
+    return 0;
   lua_settop(L, 0);
   r->wait_all = 0;
   r->body_tok = ty_task_prepare(L);
@@ -406,11 +431,14 @@ static int req_chunks(lua_State *L) {
 
 /* More body arrived, or all of it: wake a reader parked on it. */
 void ty_req_body_event(ty_req *r) {
-  if (!r->body_tok || !r->task) return;
-  if (r->wait_all && !r->body_done) return;
+  if (!r->body_tok || !r->task)
+    return;
+  if (r->wait_all && !r->body_done)
+    return;
   uint64_t tok = r->body_tok;
   lua_State *co = ty_task_wakeable(r->task, tok);
-  if (!co) return;
+  if (!co)
+    return;
   r->body_tok = 0;
   ty_task_resume(r->task, 0);
 }
@@ -420,43 +448,80 @@ void ty_req_body_event(ty_req *r) {
 
 const char *ty_http_reason(int status) {
   switch (status) {
-  case 100: return "Continue";
-  case 101: return "Switching Protocols";
-  case 200: return "OK";
-  case 201: return "Created";
-  case 202: return "Accepted";
-  case 204: return "No Content";
-  case 206: return "Partial Content";
-  case 301: return "Moved Permanently";
-  case 302: return "Found";
-  case 303: return "See Other";
-  case 304: return "Not Modified";
-  case 307: return "Temporary Redirect";
-  case 308: return "Permanent Redirect";
-  case 400: return "Bad Request";
-  case 401: return "Unauthorized";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 408: return "Request Timeout";
-  case 409: return "Conflict";
-  case 410: return "Gone";
-  case 411: return "Length Required";
-  case 412: return "Precondition Failed";
-  case 413: return "Content Too Large";
-  case 414: return "URI Too Long";
-  case 415: return "Unsupported Media Type";
-  case 416: return "Range Not Satisfiable";
-  case 422: return "Unprocessable Content";
-  case 429: return "Too Many Requests";
-  case 431: return "Request Header Fields Too Large";
-  case 500: return "Internal Server Error";
-  case 501: return "Not Implemented";
-  case 502: return "Bad Gateway";
-  case 503: return "Service Unavailable";
-  case 504: return "Gateway Timeout";
-  case 505: return "HTTP Version Not Supported";
-  default: return "Unknown";
+  case 100:
+    return "Continue";
+  case 101:
+    return "Switching Protocols";
+  case 200:
+    return "OK";
+  case 201:
+    return "Created";
+  case 202:
+    return "Accepted";
+  case 204:
+    return "No Content";
+  case 206:
+    return "Partial Content";
+  case 301:
+    return "Moved Permanently";
+  case 302:
+    return "Found";
+  case 303:
+    return "See Other";
+  case 304:
+    return "Not Modified";
+  case 307:
+    return "Temporary Redirect";
+  case 308:
+    return "Permanent Redirect";
+  case 400:
+    return "Bad Request";
+  case 401:
+    return "Unauthorized";
+  case 403:
+    return "Forbidden";
+  case 404:
+    return "Not Found";
+  case 405:
+    return "Method Not Allowed";
+  case 408:
+    return "Request Timeout";
+  case 409:
+    return "Conflict";
+  case 410:
+    return "Gone";
+  case 411:
+    return "Length Required";
+  case 412:
+    return "Precondition Failed";
+  case 413:
+    return "Content Too Large";
+  case 414:
+    return "URI Too Long";
+  case 415:
+    return "Unsupported Media Type";
+  case 416:
+    return "Range Not Satisfiable";
+  case 422:
+    return "Unprocessable Content";
+  case 429:
+    return "Too Many Requests";
+  case 431:
+    return "Request Header Fields Too Large";
+  case 500:
+    return "Internal Server Error";
+  case 501:
+    return "Not Implemented";
+  case 502:
+    return "Bad Gateway";
+  case 503:
+    return "Service Unavailable";
+  case 504:
+    return "Gateway Timeout";
+  case 505:
+    return "HTTP Version Not Supported";
+  default:
+    return "Unknown";
   }
 }
 
@@ -500,10 +565,12 @@ static int no_body_status(int status) {
 static int put_head(ty_req *r, size_t clen, int chunked) {
   ty_conn *c = r->conn;
   int keep = r->keep_alive && !r->res_close && !c->srv->closing;
-  if (!keep) r->res_close = 1;
+  if (!keep)
+    r->res_close = 1;
   size_t dlen;
   const char *date = date_line(&dlen);
-  if (ty_buf_reserve(&c->out, 320 + dlen + r->rhead.len) != 0) return -1;
+  if (ty_buf_reserve(&c->out, 320 + dlen + r->rhead.len) != 0)
+    return -1;
   char *o = c->out.p + c->out.len;
   if (r->status == 200 && r->http_minor) {
     PUT("HTTP/1.1 200 OK\r\n");
@@ -514,7 +581,8 @@ static int put_head(ty_req *r, size_t clen, int chunked) {
   memcpy(o, date, dlen);
   o += dlen;
   int body = !no_body_status(r->status);
-  if (!r->has_ctype && body) PUT("Content-Type: text/plain; charset=utf-8\r\n");
+  if (!r->has_ctype && body)
+    PUT("Content-Type: text/plain; charset=utf-8\r\n");
   if (r->rhead.len) {
     memcpy(o, r->rhead.p, r->rhead.len);
     o += r->rhead.len;
@@ -533,9 +601,12 @@ static int put_head(ty_req *r, size_t clen, int chunked) {
     o += sizeof digits - (size_t)d;
     PUT("\r\n");
   }
-  if (!keep) PUT("Connection: close\r\n\r\n");
-  else if (!r->http_minor) PUT("Connection: keep-alive\r\n\r\n");
-  else PUT("\r\n");
+  if (!keep)
+    PUT("Connection: close\r\n\r\n");
+  else if (!r->http_minor)
+    PUT("Connection: keep-alive\r\n\r\n");
+  else
+    PUT("\r\n");
   c->out.len = (size_t)(o - c->out.p);
   return 0;
 }
@@ -543,14 +614,16 @@ static int put_head(ty_req *r, size_t clen, int chunked) {
 #undef PUT
 
 static void maybe_flush(ty_conn *c) {
-  if (!c->in_read) ty_conn_flush(c);
+  if (!c->in_read)
+    ty_conn_flush(c);
 }
 
 /* Sends a complete response with body. */
 static void send_full(ty_req *r, const char *body, size_t len) {
   ty_conn *c = r->conn;
   r->res_state = RES_DONE;
-  if (c->closing) return;
+  if (c->closing)
+    return;
   put_head(r, len, 0);
   if (!r->head_only && !no_body_status(r->status)) {
     ty_buf_add(&c->out, body, len);
@@ -570,7 +643,8 @@ void ty_res_error(ty_conn *c, int status, int close_after) {
                    status, reason, date, strlen(reason) + 1,
                    close_after ? "Connection: close\r\n" : "", reason);
   ty_buf_add(&c->out, buf, (size_t)n);
-  if (close_after) c->close_after = 1;
+  if (close_after)
+    c->close_after = 1;
   if (c->req && !c->req->dispatched) { /* a handler's end is counted there */
     c->req->res_bytes = strlen(reason) + 1;
     ty_http_finished(c, c->req, status);
@@ -580,9 +654,7 @@ void ty_res_error(ty_conn *c, int status, int close_after) {
 /* ---------------------------------------------------------------------- */
 /* res methods                                                            */
 
-static ty_req *check_res(lua_State *L) {
-  return check_live(L, 1, RES_MT);
-}
+static ty_req *check_res(lua_State *L) { return check_live(L, 1, RES_MT); }
 
 static ty_req *check_unsent(lua_State *L) {
   ty_req *r = check_res(L);
@@ -619,7 +691,8 @@ static void drop_header(ty_buf *h, const char *name, size_t n) {
   while (i < h->len) {
     char *eol = memchr(h->p + i, '\n', h->len - i);
     size_t end = eol ? (size_t)(eol - h->p) + 1 : h->len;
-    if (end - i > n && h->p[i + n] == ':' && strncasecmp(h->p + i, name, n) == 0) {
+    if (end - i > n && h->p[i + n] == ':' &&
+        strncasecmp(h->p + i, name, n) == 0) {
       memmove(h->p + i, h->p + end, h->len - end);
       h->len -= end - i;
     } else {
@@ -628,8 +701,8 @@ static void drop_header(ty_buf *h, const char *name, size_t n) {
   }
 }
 
-static void add_header_line(lua_State *L, ty_req *r, const char *name,
-                            size_t n, int vidx) {
+static void add_header_line(lua_State *L, ty_req *r, const char *name, size_t n,
+                            int vidx) {
   size_t vlen;
   const char *v;
   if (lua_type(L, vidx) == LUA_TSTRING) { /* the common case: no conversion */
@@ -640,7 +713,8 @@ static void add_header_line(lua_State *L, ty_req *r, const char *name,
   }
   if (memchr(v, '\r', vlen) || memchr(v, '\n', vlen) || memchr(v, '\0', vlen))
     luaL_error(L, "bad argument #2 to 'header' (value contains CR, LF or NUL)");
-  if (ty_buf_reserve(&r->rhead, n + vlen + 4) != 0) luaL_error(L, "out of memory");
+  if (ty_buf_reserve(&r->rhead, n + vlen + 4) != 0)
+    luaL_error(L, "out of memory");
   ty_buf_add(&r->rhead, name, n);
   ty_buf_add(&r->rhead, ": ", 2);
   ty_buf_add(&r->rhead, v, vlen);
@@ -659,14 +733,17 @@ static int res_header(lua_State *L) {
     if (!is_token_char((unsigned char)name[i]))
       luaL_argerror(L, 2, "header name contains an invalid character");
   int t = lua_type(L, 3);
-  luaL_argexpected(L, t == LUA_TSTRING || t == LUA_TNUMBER || t == LUA_TTABLE, 3,
-                   "string, number or table");
+  luaL_argexpected(L, t == LUA_TSTRING || t == LUA_TNUMBER || t == LUA_TTABLE,
+                   3, "string, number or table");
   drop_header(&r->rhead, name, n);
-  if (n == 12 && strncasecmp(name, "content-type", 12) == 0) r->has_ctype = 1;
-  if (n == 14 && strncasecmp(name, "content-length", 14) == 0) r->has_clen = 1;
+  if (n == 12 && strncasecmp(name, "content-type", 12) == 0)
+    r->has_ctype = 1;
+  if (n == 14 && strncasecmp(name, "content-length", 14) == 0)
+    r->has_clen = 1;
   if (n == 10 && strncasecmp(name, "connection", 10) == 0) {
     const char *v = lua_tostring(L, 3);
-    if (v && strcasecmp(v, "close") == 0) r->res_close = 1;
+    if (v && strcasecmp(v, "close") == 0)
+      r->res_close = 1;
     lua_settop(L, 1);
     return 1; /* framing headers are ours to write */
   }
@@ -689,7 +766,8 @@ static int res_send(lua_State *L) {
   ty_req *r = check_res(L);
   if (r->res_state == RES_STREAMING)
     return luaL_error(L, "response is streaming: end it with res:finish()");
-  if (r->res_state == RES_DONE) /* the usual cause: two answers in one handler */
+  if (r->res_state ==
+      RES_DONE) /* the usual cause: two answers in one handler */
     return luaL_error(L, "response already sent: res:send, res:json and "
                          "res:redirect each end the response, so call one of "
                          "them once per request");
@@ -714,17 +792,21 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* Output is written: wake a writer waiting on back-pressure. */
 void ty_req_drained(ty_req *r) {
-  if (!r->drain_tok || !r->task) return;
+  if (!r->drain_tok || !r->task)
+    return;
   ty_conn *c = r->conn;
-  if (c->out.len + c->wbuf.len > TY_WRITE_HIGH_WATER / 2) return;
+  if (c->out.len + c->wbuf.len > TY_WRITE_HIGH_WATER / 2)
+    return;
   lua_State *co = ty_task_wakeable(r->task, r->drain_tok);
   r->drain_tok = 0;
-  if (co) ty_task_resume(r->task, 0);
+  if (co)
+    ty_task_resume(r->task, 0);
 }
 
 static void put_chunk(ty_req *r, const char *p, size_t len) {
   ty_conn *c = r->conn;
-  if (len == 0 || r->head_only || no_body_status(r->status)) return;
+  if (len == 0 || r->head_only || no_body_status(r->status))
+    return;
   if (r->chunked) {
     char hex[24];
     int n = snprintf(hex, sizeof hex, "%zx\r\n", len);
@@ -732,13 +814,15 @@ static void put_chunk(ty_req *r, const char *p, size_t len) {
   }
   ty_buf_add(&c->out, p, len);
   r->res_bytes += len;
-  if (r->chunked) ty_buf_add(&c->out, "\r\n", 2);
+  if (r->chunked)
+    ty_buf_add(&c->out, "\r\n", 2);
 }
 
 static void start_stream(ty_req *r) {
   r->res_state = RES_STREAMING;
   r->chunked = !r->has_clen && r->http_minor >= 1;
-  if (!r->has_clen && !r->http_minor) r->res_close = 1; /* 1.0: end by close */
+  if (!r->has_clen && !r->http_minor)
+    r->res_close = 1; /* 1.0: end by close */
   put_head(r, r->chunked ? 0 : UNKNOWN_LENGTH, r->chunked);
 }
 
@@ -748,10 +832,13 @@ static int res_write(lua_State *L) {
   ty_req *r = check_res(L);
   size_t len;
   const char *p = luaL_checklstring(L, 2, &len);
-  if (r->res_state == RES_DONE) return luaL_error(L, "response already sent");
+  if (r->res_state == RES_DONE)
+    return luaL_error(L, "response already sent");
   ty_conn *c = r->conn;
-  if (c->closing) return luaL_error(L, "connection closed");
-  if (r->res_state == RES_NONE) start_stream(r);
+  if (c->closing)
+    return luaL_error(L, "connection closed");
+  if (r->res_state == RES_NONE)
+    start_stream(r);
   put_chunk(r, p, len);
   maybe_flush(c);
   lua_settop(L, 1);
@@ -763,8 +850,10 @@ static int res_write(lua_State *L) {
 
 static void finish_stream(ty_req *r) {
   ty_conn *c = r->conn;
-  if (r->res_state == RES_NONE) start_stream(r);
-  if (r->chunked && !r->head_only) ty_buf_add(&c->out, "0\r\n\r\n", 5);
+  if (r->res_state == RES_NONE)
+    start_stream(r);
+  if (r->chunked && !r->head_only)
+    ty_buf_add(&c->out, "0\r\n\r\n", 5);
   r->res_state = RES_DONE;
   maybe_flush(c);
 }
@@ -774,10 +863,14 @@ static int res_finish(lua_State *L) {
   ty_req *r = check_res(L);
   size_t len = 0;
   const char *p = luaL_optlstring(L, 2, NULL, &len);
-  if (r->res_state == RES_DONE) return luaL_error(L, "response already sent");
-  if (r->conn->closing) return 0;
-  if (p && r->res_state == RES_NONE) start_stream(r);
-  if (p) put_chunk(r, p, len);
+  if (r->res_state == RES_DONE)
+    return luaL_error(L, "response already sent");
+  if (r->conn->closing)
+    return 0;
+  if (p && r->res_state == RES_NONE)
+    start_stream(r);
+  if (p)
+    put_chunk(r, p, len);
   finish_stream(r);
   return 0;
 }
@@ -792,7 +885,8 @@ static void file_done(ty_req *r) {
   if (r->file_tok && r->task) {
     uint64_t tok = r->file_tok;
     r->file_tok = 0;
-    if (ty_task_wakeable(r->task, tok)) ty_task_resume(r->task, 0);
+    if (ty_task_wakeable(r->task, tok))
+      ty_task_resume(r->task, 0);
   }
 }
 
@@ -801,9 +895,11 @@ static void file_done(ty_req *r) {
 static int write_one_chunk(ty_req *r) {
   ty_conn *c = r->conn;
   size_t want = r->file_left < 65536 ? (size_t)r->file_left : 65536;
-  if (ty_buf_reserve(&c->out, want) != 0) return -1;
+  if (ty_buf_reserve(&c->out, want) != 0)
+    return -1;
   ssize_t got = pread(r->file_fd, c->out.p + c->out.len, want, r->file_off);
-  if (got <= 0) return -1;
+  if (got <= 0)
+    return -1;
   c->out.len += (size_t)got;
   r->file_off += got;
   r->file_left -= got;
@@ -815,10 +911,13 @@ static int write_one_chunk(ty_req *r) {
 void ty_req_pump_file(ty_req *r) {
   ty_conn *c = r->conn;
   uv_os_fd_t sock;
-  if (r->file_fd < 0 || c->closing) return;
-  if (uv_fileno((uv_handle_t *)&c->h, &sock) != 0) return;
+  if (r->file_fd < 0 || c->closing)
+    return;
+  if (uv_fileno((uv_handle_t *)&c->h, &sock) != 0)
+    return;
   while (r->file_left > 0) {
-    if (c->writing || c->out.len) return; /* on_write calls back here */
+    if (c->writing || c->out.len)
+      return; /* on_write calls back here */
     size_t want = r->file_left < (1 << 20) ? (size_t)r->file_left : (1 << 20);
     off_t off = (off_t)r->file_off;
     ssize_t n = sendfile(sock, r->file_fd, &off, want);
@@ -828,7 +927,8 @@ void ty_req_pump_file(ty_req *r) {
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-      if (write_one_chunk(r) == 0) continue;
+      if (write_one_chunk(r) == 0)
+        continue;
     }
     /* a short file or a dead socket: the response cannot be completed */
     r->res_close = 1;
@@ -863,7 +963,8 @@ static int res_send_file(lua_State *L) {
   }
   if (c->closing || r->head_only || len == 0 || no_body_status(r->status)) {
     close(fd); /* HEAD: the head says how long GET's body would be */
-    if (!c->closing) put_head(r, (size_t)len, 0);
+    if (!c->closing)
+      put_head(r, (size_t)len, 0);
     r->res_state = RES_DONE;
     maybe_flush(c);
     return 0;
@@ -875,7 +976,8 @@ static int res_send_file(lua_State *L) {
   r->file_left = len;
   ty_conn_flush(c);
   ty_req_pump_file(r);
-  if (r->file_fd < 0 || !ty_task_current(L)) return 0;
+  if (r->file_fd < 0 || !ty_task_current(L))
+    return 0;
   r->file_tok = ty_task_prepare(L);
   return ty_task_park_k(L, cancel_file_wait, r, send_file_k, 0);
 }
@@ -885,7 +987,8 @@ static int res_index(lua_State *L) {
   ty_req *r = check_res(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, res_methods_ref); /* methods first */
   lua_pushvalue(L, 2);
-  if (lua_rawget(L, -2) != LUA_TNIL) return 1;
+  if (lua_rawget(L, -2) != LUA_TNIL)
+    return 1;
   const char *key = luaL_checkstring(L, 2);
   if (strcmp(key, "sent") == 0) {
     lua_pushboolean(L, r->res_state == RES_DONE);
@@ -925,7 +1028,8 @@ static char cpu_key; /* registry: task coroutine (light) -> its ty_req */
 static void cpu_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   lua_State *co = ty_task_running_thread();
-  if (!co) return;
+  if (!co)
+    return;
   int top = lua_gettop(L);
   ty_req *r = NULL;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &cpu_key) == LUA_TTABLE) {
@@ -933,18 +1037,22 @@ static void cpu_hook(lua_State *L, lua_Debug *ar) {
     r = lua_touserdata(L, -1);
   }
   lua_settop(L, top);
-  if (!r || !r->conn) return;
+  if (!r || !r->conn)
+    return;
   uint64_t now = uv_hrtime(), turn = uv_now(ty_loop());
   if (r->cpu_last_ns && r->cpu_loop_ms == turn)
     r->cpu_used_ns += now - r->cpu_last_ns;
   r->cpu_last_ns = now;
   r->cpu_loop_ms = turn;
   uint64_t limit = r->conn->srv->lim.cpu_limit_ms;
-  if (r->cpu_used_ns < limit * 1000000) return;
+  if (r->cpu_used_ns < limit * 1000000)
+    return;
   r->cpu_stopped = 1;
   lua_sethook(L, cpu_hook, LUA_MASKCOUNT, 1);
-  if (co != L) lua_sethook(co, cpu_hook, LUA_MASKCOUNT, 1);
-  luaL_error(L, "cpu limit exceeded (the handler ran for over %d ms)", (int)limit);
+  if (co != L)
+    lua_sethook(co, cpu_hook, LUA_MASKCOUNT, 1);
+  luaL_error(L, "cpu limit exceeded (the handler ran for over %d ms)",
+             (int)limit);
 }
 
 /* Starts (r) or ends (NULL) the cpu account of the handler coroutine co. */
@@ -955,17 +1063,22 @@ static void watch_cpu(lua_State *L, lua_State *co, ty_req *r) {
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &cpu_key);
   }
-  if (r) lua_pushlightuserdata(L, r);
-  else lua_pushnil(L);
+  if (r)
+    lua_pushlightuserdata(L, r);
+  else
+    lua_pushnil(L);
   lua_rawsetp(L, -2, co);
   lua_pop(L, 1);
-  if (r) lua_sethook(co, cpu_hook, LUA_MASKCOUNT, TY_CPU_HOOK_COUNT);
-  else lua_sethook(co, NULL, 0, 0);
+  if (r)
+    lua_sethook(co, cpu_hook, LUA_MASKCOUNT, TY_CPU_HOOK_COUNT);
+  else
+    lua_sethook(co, NULL, 0, 0);
 }
 
 /* What the log says about a handler that raised. */
 static const char *failure_kind(lua_State *co, ty_req *r) {
-  if (r->cpu_stopped) return "handler stopped (cpu limit)";
+  if (r->cpu_stopped)
+    return "handler stopped (cpu limit)";
   const char *msg = lua_tostring(co, -1);
   if (ty_alloc_limit() && msg && strstr(msg, "not enough memory"))
     return "handler failed (memory limit)";
@@ -983,7 +1096,8 @@ static void respond_from_results(ty_req *r, lua_State *co) {
   }
   lua_State *L = ty_host_get()->L;
   if (n == 0 || return_hook_ref == LUA_NOREF) {
-    fprintf(stderr, "tycho: handler returned without responding: %s %.*s: "
+    fprintf(stderr,
+            "tycho: handler returned without responding: %s %.*s: "
             "call res:send(body), or return a string or a table\n",
             llhttp_method_name((llhttp_method_t)r->method), (int)path_len(r),
             r->head.p);
@@ -1009,7 +1123,8 @@ static void on_handler_done(ty_task *t, int how, void *ud) {
   lua_State *co = ty_task_thread(t);
   r->task = NULL;
   r->body_tok = r->drain_tok = 0;
-  if (c->srv->lim.cpu_limit_ms) watch_cpu(ty_host_get()->L, co, NULL);
+  if (c->srv->lim.cpu_limit_ms)
+    watch_cpu(ty_host_get()->L, co, NULL);
   if (how == TY_TASK_OK) {
     if (r->res_state == RES_NONE && !c->closing)
       respond_from_results(r, co);
@@ -1019,8 +1134,8 @@ static void on_handler_done(ty_task *t, int how, void *ud) {
     log_failure(co, r, failure_kind(co, r));
     if (r->res_state == RES_NONE && !c->closing) {
       /* A handler stopped for its cpu time: 503, the server is fine. */
-      const char *body = r->cpu_stopped ? "Service Unavailable\n"
-                                        : "Internal Server Error\n";
+      const char *body =
+          r->cpu_stopped ? "Service Unavailable\n" : "Internal Server Error\n";
       r->status = r->cpu_stopped ? 503 : 500;
       r->rhead.len = 0;
       r->has_ctype = r->has_clen = 0;
@@ -1031,8 +1146,9 @@ static void on_handler_done(ty_task *t, int how, void *ud) {
     }
   }
   /* 499 (nginx's): the client went away before the response ended */
-  ty_http_finished(c, r, how == TY_TASK_CANCELLED && r->res_state != RES_DONE
-                             ? 499 : r->status);
+  ty_http_finished(
+      c, r,
+      how == TY_TASK_CANCELLED && r->res_state != RES_DONE ? 499 : r->status);
   ty_conn_request_done(c);
 }
 
@@ -1046,7 +1162,8 @@ void ty_req_dispatch(ty_req *r) {
   push_box(L, r, RES_MT);
   ty_task *t = ty_task_new(L, 2, "http handler");
   r->task = t;
-  if (c->srv->lim.cpu_limit_ms) watch_cpu(L, ty_task_thread(t), r);
+  if (c->srv->lim.cpu_limit_ms)
+    watch_cpu(L, ty_task_thread(t), r);
   ty_task_on_done(t, on_handler_done, r);
   ty_task_run(t);
 }
@@ -1058,7 +1175,8 @@ void ty_req_dispatch(ty_req *r) {
 static int l_set_return_hook(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_pushvalue(L, 1);
-  if (return_hook_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, return_hook_ref);
+  if (return_hook_ref != LUA_NOREF)
+    luaL_unref(L, LUA_REGISTRYINDEX, return_hook_ref);
   return_hook_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;
 }
@@ -1113,8 +1231,10 @@ int ty_http_message_open(lua_State *L) {
                                    {"body", req_body},
                                    {"chunks", req_chunks},
                                    {NULL, NULL}};
-  static const luaL_Reg res_m[] = {{"status", res_status}, {"header", res_header},
-                                   {"send", res_send},     {"write", res_write},
+  static const luaL_Reg res_m[] = {{"status", res_status},
+                                   {"header", res_header},
+                                   {"send", res_send},
+                                   {"write", res_write},
                                    {"finish", res_finish},
                                    {"send_file", res_send_file},
                                    {NULL, NULL}};

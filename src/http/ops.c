@@ -18,9 +18,8 @@
 
 /* Upper bounds (seconds) of the latency histogram's buckets; +Inf follows.
  * Prometheus's client defaults, with a finer start for a fast server. */
-static const double bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                0.05,   0.1,   0.25,   0.5,   1,    2.5,
-                                5,      10};
+static const double bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 #define NBOUNDS (sizeof bounds / sizeof bounds[0])
 
 static struct {
@@ -40,7 +39,8 @@ uint64_t ty_http_open_conns;
  * fn(remote, method, url, http_minor, status, bytes, ns, generation). */
 static void call_log(ty_conn *c, ty_req *r, int status, uint64_t ns) {
   lua_State *L = ty_host_get()->L;
-  if (!L || ty_host_get()->stopping) return;
+  if (!L || ty_host_get()->stopping)
+    return;
   char addr[64];
   int port;
   int top = lua_gettop(L);
@@ -56,7 +56,8 @@ static void call_log(ty_conn *c, ty_req *r, int status, uint64_t ns) {
   lua_pushinteger(L, (lua_Integer)r->res_bytes);
   lua_pushinteger(L, (lua_Integer)ns);
   lua_pushinteger(L, r->generation);
-  if (ty_pcall(L, 8, 0) != LUA_OK) ty_report(L, "access log");
+  if (ty_pcall(L, 8, 0) != LUA_OK)
+    ty_report(L, "access log");
   lua_settop(L, top);
 }
 
@@ -66,11 +67,13 @@ void ty_http_finished(ty_conn *c, ty_req *r, int status) {
   int cls = status / 100;
   stats.by_class[cls >= 1 && cls <= 5 ? cls : 0]++;
   size_t i = 0;
-  while (i < NBOUNDS && s > bounds[i]) i++;
+  while (i < NBOUNDS && s > bounds[i])
+    i++;
   stats.buckets[i]++;
   stats.count++;
   stats.seconds += s;
-  if (c->srv && c->srv->log_ref != LUA_NOREF) call_log(c, r, status, ns);
+  if (c->srv && c->srv->log_ref != LUA_NOREF)
+    call_log(c, r, status, ns);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -94,8 +97,10 @@ static int l_stats(lua_State *L) {
   for (size_t i = 0; i <= NBOUNDS; i++) {
     cum += stats.buckets[i];
     lua_createtable(L, 2, 0);
-    if (i < NBOUNDS) lua_pushnumber(L, bounds[i]);
-    else lua_pushliteral(L, "+Inf");
+    if (i < NBOUNDS)
+      lua_pushnumber(L, bounds[i]);
+    else
+      lua_pushliteral(L, "+Inf");
     lua_rawseti(L, -2, 1);
     lua_pushinteger(L, (lua_Integer)cum);
     lua_rawseti(L, -2, 2);
@@ -121,7 +126,8 @@ static int push_errno(lua_State *L, int err, const char *what) {
 /* Binds a new SO_REUSEPORT TCP socket (not listening yet) to addr. */
 static int reuseport_bind(const struct sockaddr *addr, int *out) {
   int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -errno;
+  if (fd < 0)
+    return -errno;
   int on = 1;
   socklen_t len = addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                               : sizeof(struct sockaddr_in);
@@ -139,8 +145,10 @@ static int reuseport_bind(const struct sockaddr *addr, int *out) {
 int ty_http_reuseport_socket(const char *host, int port, int *fd) {
   struct sockaddr_storage addr;
   int err = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
-  if (err) err = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
-  if (err) return err;
+  if (err)
+    err = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
+  if (err)
+    return err;
   return reuseport_bind((struct sockaddr *)&addr, fd);
 }
 
@@ -151,7 +159,8 @@ static int l_reuseport_socket(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   lua_Integer port = luaL_checkinteger(L, 2);
   luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port must be 0-65535");
-  if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
+  if (strcmp(host, "localhost") == 0)
+    host = "127.0.0.1";
   int fd;
   int err = ty_http_reuseport_socket(host, (int)port, &fd);
   if (err) {
@@ -161,9 +170,9 @@ static int l_reuseport_socket(lua_State *L) {
   struct sockaddr_storage ss;
   socklen_t n = sizeof ss;
   getsockname(fd, (struct sockaddr *)&ss, &n);
-  int bound = ntohs(ss.ss_family == AF_INET6
-                        ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                        : ((struct sockaddr_in *)&ss)->sin_port);
+  int bound =
+      ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                     : ((struct sockaddr_in *)&ss)->sin_port);
   lua_pushinteger(L, fd);
   lua_pushinteger(L, bound);
   return 2;

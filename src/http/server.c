@@ -3,9 +3,9 @@
  * close (stop accepting, let requests in flight finish, then report drained)
  * and the Lua server object: tycho.http.serve's C half.
  */
-#include "http/http.h"
 #include "core/alloc.h"
 #include "core/limits.h"
+#include "http/http.h"
 
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -23,7 +23,8 @@ typedef struct {
 
 static void wake_drain_waiters(ty_server *s) {
   lua_State *L = ty_host_get()->L;
-  if (s->close_waiters_ref == LUA_NOREF || !L) return;
+  if (s->close_waiters_ref == LUA_NOREF || !L)
+    return;
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->close_waiters_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, s->close_waiters_ref);
   s->close_waiters_ref = LUA_NOREF;
@@ -37,7 +38,8 @@ static void wake_drain_waiters(ty_server *s) {
     uint64_t tok = (uint64_t)lua_tointeger(L, -1);
     lua_pop(L, 1);
     ty_task *task = co ? *(ty_task **)lua_getextraspace(co) : NULL;
-    if (task && ty_task_wakeable(task, tok)) ty_task_resume(task, 0);
+    if (task && ty_task_wakeable(task, tok))
+      ty_task_resume(task, 0);
   }
   lua_pop(L, 1);
 }
@@ -49,11 +51,13 @@ static void maybe_closed(ty_server *s) {
     s->sweep_late = 0;
     uv_close((uv_handle_t *)&s->sweep, on_handle_closed);
   }
-  if (!s->closing || s->closed || s->nconns > 0 || s->handles_open > 0) return;
+  if (!s->closing || s->closed || s->nconns > 0 || s->handles_open > 0)
+    return;
   s->closed = 1;
   ty_host_untrack(&s->closer);
   lua_State *L = ty_host_get()->L;
-  if (L && !ty_host_get()->stopping) wake_drain_waiters(s);
+  if (L && !ty_host_get()->stopping)
+    wake_drain_waiters(s);
   if (L) {
     luaL_unref(L, LUA_REGISTRYINDEX, s->handler_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, s->self_ref);
@@ -81,10 +85,13 @@ static void server_close(ty_server *s, int force, int lazy) {
   if (!s->closing) {
     s->closing = 1;
     uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
-    if (lazy && !force && s->handles_open == 2) s->sweep_late = 1;
-    else uv_close((uv_handle_t *)&s->sweep, on_handle_closed);
+    if (lazy && !force && s->handles_open == 2)
+      s->sweep_late = 1;
+    else
+      uv_close((uv_handle_t *)&s->sweep, on_handle_closed);
   }
-  if (s->sweep_late && !force) return;
+  if (s->sweep_late && !force)
+    return;
   if (s->sweep_late) {
     s->sweep_late = 0;
     uv_close((uv_handle_t *)&s->sweep, on_handle_closed);
@@ -93,8 +100,10 @@ static void server_close(ty_server *s, int force, int lazy) {
   ty_conn *c = s->conns.next;
   while (c != &s->conns) {
     ty_conn *next = c->next;
-    if (c->upgraded && !force) ty_ws_going_away(c);
-    else if (force || !c->req) ty_conn_close(c);
+    if (c->upgraded && !force)
+      ty_ws_going_away(c);
+    else if (force || !c->req)
+      ty_conn_close(c);
     c = next;
   }
 }
@@ -109,7 +118,8 @@ static void closer_close(ty_closer *cl) {
 
 static void on_connection(uv_stream_t *l, int status) {
   ty_server *s = (ty_server *)l;
-  if (status < 0 || s->closing) return;
+  if (status < 0 || s->closing)
+    return;
   ty_conn_accept(s);
 }
 
@@ -122,8 +132,8 @@ static void on_sweep(uv_timer_t *t) {
     if (c->deadline && now >= c->deadline) {
       /* The head or a body the handler has not answered yet: 408. */
       ty_req *r = c->req;
-      if (r && !c->shut && (!r->headers_done ||
-                            (!r->body_done && r->res_state == RES_NONE))) {
+      if (r && !c->shut &&
+          (!r->headers_done || (!r->body_done && r->res_state == RES_NONE))) {
         ty_res_error(c, 408, 1);
         ty_conn_flush(c);
       }
@@ -140,7 +150,8 @@ static size_t opt_size(lua_State *L, int t, const char *k, size_t def) {
   lua_getfield(L, t, k);
   lua_Integer v = luaL_optinteger(L, -1, (lua_Integer)def);
   lua_pop(L, 1);
-  if (v <= 0) luaL_error(L, "bad option '%s' to 'serve' (positive number expected)", k);
+  if (v <= 0)
+    luaL_error(L, "bad option '%s' to 'serve' (positive number expected)", k);
   return (size_t)v;
 }
 
@@ -148,7 +159,8 @@ static uint64_t opt_ms(lua_State *L, int t, const char *k, uint64_t def) {
   lua_getfield(L, t, k);
   lua_Number v = luaL_optnumber(L, -1, (lua_Number)def / 1000.0);
   lua_pop(L, 1);
-  if (v <= 0) luaL_error(L, "bad option '%s' to 'serve' (positive seconds expected)", k);
+  if (v <= 0)
+    luaL_error(L, "bad option '%s' to 'serve' (positive seconds expected)", k);
   return (uint64_t)(v * 1000.0);
 }
 
@@ -158,12 +170,16 @@ static void read_limits(lua_State *L, int t, ty_http_limits *l) {
   l->max_body_bytes = opt_size(L, t, "max_body_bytes", TY_MAX_BODY_BYTES);
   l->max_connections = opt_size(L, t, "max_connections", TY_MAX_CONNECTIONS);
   l->header_timeout_ms = opt_ms(L, t, "header_timeout", TY_HEADER_TIMEOUT_MS);
-  l->keepalive_timeout_ms = opt_ms(L, t, "keepalive_timeout", TY_KEEPALIVE_TIMEOUT_MS);
+  l->keepalive_timeout_ms =
+      opt_ms(L, t, "keepalive_timeout", TY_KEEPALIVE_TIMEOUT_MS);
   l->body_timeout_ms = opt_ms(L, t, "body_timeout", TY_BODY_TIMEOUT_MS);
   lua_getfield(L, t, "cpu_limit_ms"); /* 0 or absent: no limit */
   lua_Integer cpu = luaL_optinteger(L, -1, TY_CPU_LIMIT_MS);
   lua_pop(L, 1);
-  if (cpu < 0) luaL_error(L, "bad option 'cpu_limit_ms' to 'serve' (non-negative integer expected)");
+  if (cpu < 0)
+    luaL_error(
+        L,
+        "bad option 'cpu_limit_ms' to 'serve' (non-negative integer expected)");
   l->cpu_limit_ms = (uint64_t)cpu;
 }
 
@@ -178,7 +194,8 @@ static int push_uv_error(lua_State *L, int err, const char *what) {
 static int bind_reuseport(ty_server *s, const char *host, int port) {
   int fd;
   int err = ty_http_reuseport_socket(host, port, &fd);
-  if (!err && (err = uv_tcp_open(&s->tcp, fd)) != 0) close(fd);
+  if (!err && (err = uv_tcp_open(&s->tcp, fd)) != 0)
+    close(fd);
   return err;
 }
 
@@ -187,13 +204,20 @@ static int bind_listen(ty_server *s, const char *host, int port, int backlog,
                        int fd, int reuseport) {
   struct sockaddr_storage addr;
   int err = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
-  if (err) err = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
-  if (err) return err;
-  if (fd >= 0) err = uv_tcp_open(&s->tcp, fd);
-  else if (reuseport) err = bind_reuseport(s, host, port);
-  else err = uv_tcp_bind(&s->tcp, (struct sockaddr *)&addr, 0);
-  if (!err) err = uv_listen((uv_stream_t *)&s->tcp, backlog, on_connection);
-  if (err) return err;
+  if (err)
+    err = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
+  if (err)
+    return err;
+  if (fd >= 0)
+    err = uv_tcp_open(&s->tcp, fd);
+  else if (reuseport)
+    err = bind_reuseport(s, host, port);
+  else
+    err = uv_tcp_bind(&s->tcp, (struct sockaddr *)&addr, 0);
+  if (!err)
+    err = uv_listen((uv_stream_t *)&s->tcp, backlog, on_connection);
+  if (err)
+    return err;
   int len = sizeof addr;
   uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&addr, &len);
   s->port = ntohs(addr.ss_family == AF_INET6
@@ -212,7 +236,8 @@ static int l_listen(lua_State *L) {
   luaL_argexpected(L, lua_isfunction(L, -1), 1, "function at field 'handler'");
   lua_getfield(L, 1, "host");
   const char *host = luaL_optstring(L, -1, "127.0.0.1");
-  if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
+  if (strcmp(host, "localhost") == 0)
+    host = "127.0.0.1";
   lua_getfield(L, 1, "port");
   lua_Integer port = luaL_optinteger(L, -1, 8080);
   luaL_argcheck(L, port >= 0 && port <= 65535, 1, "port must be 0-65535");
@@ -229,9 +254,11 @@ static int l_listen(lua_State *L) {
   luaL_argcheck(L, mem >= 0, 1, "memory_limit_mb must not be negative");
   lua_pop(L, 1);
   ty_server *s = calloc(1, sizeof *s);
-  if (!s) return luaL_error(L, "out of memory");
+  if (!s)
+    return luaL_error(L, "out of memory");
   read_limits(L, 1, &s->lim);
-  if (mem > 0) ty_alloc_set_limit(L, (size_t)mem * 1024 * 1024);
+  if (mem > 0)
+    ty_alloc_set_limit(L, (size_t)mem * 1024 * 1024);
   s->conns.next = s->conns.prev = &s->conns;
   s->tcp.data = s;
   uv_tcp_init(ty_loop(), &s->tcp);
@@ -245,7 +272,8 @@ static int l_listen(lua_State *L) {
   snprintf(s->host, sizeof s->host, "%s", host);
   uv_timer_init(ty_loop(), &s->sweep);
   s->sweep.data = s;
-  uv_timer_start(&s->sweep, on_sweep, TY_SWEEP_INTERVAL_MS, TY_SWEEP_INTERVAL_MS);
+  uv_timer_start(&s->sweep, on_sweep, TY_SWEEP_INTERVAL_MS,
+                 TY_SWEEP_INTERVAL_MS);
   uv_unref((uv_handle_t *)&s->sweep);
   s->handles_open = 2;
   s->close_waiters_ref = s->log_ref = LUA_NOREF;
@@ -271,8 +299,10 @@ static int l_inject(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_Integer fd = luaL_checkinteger(L, 2);
   ty_server *s = calloc(1, sizeof *s);
-  if (!s) return luaL_error(L, "out of memory");
-  if (lua_istable(L, 3)) read_limits(L, 3, &s->lim);
+  if (!s)
+    return luaL_error(L, "out of memory");
+  if (lua_istable(L, 3))
+    read_limits(L, 3, &s->lim);
   else {
     lua_newtable(L);
     read_limits(L, lua_gettop(L), &s->lim);
@@ -293,7 +323,8 @@ static int l_inject(lua_State *L) {
   lua_pushvalue(L, -1);
   s->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   int err = ty_conn_open_pipe(s, (uv_file)fd);
-  if (err) return push_uv_error(L, err, "inject");
+  if (err)
+    return push_uv_error(L, err, "inject");
   return 1;
 }
 
@@ -314,7 +345,8 @@ static int l_close(lua_State *L) {
 /* server:wait_closed() awaits the end of the last connection. */
 static int l_wait_closed(lua_State *L) {
   ty_server *s = check_server(L);
-  if (s->closed) return 0;
+  if (s->closed)
+    return 0;
   uint64_t tok = ty_task_prepare(L);
   if (s->close_waiters_ref == LUA_NOREF) {
     lua_newtable(L);
@@ -334,7 +366,8 @@ static int l_wait_closed(lua_State *L) {
 static int l_set_handler(lua_State *L) {
   ty_server *s = check_server(L);
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  if (s->closing) return luaL_error(L, "server is closed");
+  if (s->closing)
+    return luaL_error(L, "server is closed");
   lua_pushvalue(L, 2);
   lua_rawseti(L, LUA_REGISTRYINDEX, s->handler_ref);
   lua_pushinteger(L, ++s->generation);
@@ -345,7 +378,8 @@ static int l_set_handler(lua_State *L) {
  * bytes, ns, generation) runs after every response (the access log). */
 static int l_set_log(lua_State *L) {
   ty_server *s = check_server(L);
-  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (!lua_isnoneornil(L, 2))
+    luaL_checktype(L, 2, LUA_TFUNCTION);
   luaL_unref(L, LUA_REGISTRYINDEX, s->log_ref);
   s->log_ref = LUA_NOREF;
   if (lua_isfunction(L, 2) && !s->closed) {
@@ -358,11 +392,16 @@ static int l_set_log(lua_State *L) {
 static int l_index(lua_State *L) {
   ty_server *s = check_server(L);
   const char *k = luaL_checkstring(L, 2);
-  if (strcmp(k, "port") == 0) lua_pushinteger(L, s->port);
-  else if (strcmp(k, "host") == 0) lua_pushstring(L, s->host);
-  else if (strcmp(k, "connections") == 0) lua_pushinteger(L, (lua_Integer)s->nconns);
-  else if (strcmp(k, "generation") == 0) lua_pushinteger(L, s->generation);
-  else if (strcmp(k, "closed") == 0) lua_pushboolean(L, s->closing);
+  if (strcmp(k, "port") == 0)
+    lua_pushinteger(L, s->port);
+  else if (strcmp(k, "host") == 0)
+    lua_pushstring(L, s->host);
+  else if (strcmp(k, "connections") == 0)
+    lua_pushinteger(L, (lua_Integer)s->nconns);
+  else if (strcmp(k, "generation") == 0)
+    lua_pushinteger(L, s->generation);
+  else if (strcmp(k, "closed") == 0)
+    lua_pushboolean(L, s->closing);
   else {
     luaL_getmetatable(L, SERVER_MT);
     lua_getfield(L, -1, "methods");

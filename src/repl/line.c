@@ -53,7 +53,8 @@ static void on_line(char *line) {
 }
 
 static void poll_stop(void) {
-  if (ed.polling) uv_poll_stop(&ed.poll);
+  if (ed.polling)
+    uv_poll_stop(&ed.poll);
   ed.polling = 0;
 }
 
@@ -65,10 +66,12 @@ static void poll_stop(void) {
 static void prompt_remove(int keep_raw) {
   poll_stop();
   ed.hidden = 0;
-  if (!ed.installed) return;
+  if (!ed.installed)
+    return;
   ed.installed = 0;
   rl_callback_handler_remove();
-  if (keep_raw) rl_prep_terminal(0);
+  if (keep_raw)
+    rl_prep_terminal(0);
   fflush(stdout);
 }
 
@@ -80,7 +83,8 @@ static int prompt_install(void) {
   rl_point = rl_end = 0; /* a fresh, empty line (see on_readable) */
   ed.installed = 1;
   int rc = uv_poll_start(&ed.poll, UV_READABLE, on_readable);
-  if (rc == 0) ed.polling = 1;
+  if (rc == 0)
+    ed.polling = 1;
   return rc;
 }
 
@@ -99,9 +103,11 @@ static void wake_reader(void (*push)(lua_State *co, void *ud), int n,
   ty_task *t = ed.reader;
   ed.reader = NULL;
   clear_prompt_text();
-  if (!t) return;
+  if (!t)
+    return;
   lua_State *co = ty_task_wakeable(t, ed.tok);
-  if (!co) return;
+  if (!co)
+    return;
   push(co, ud);
   ty_task_resume(t, n);
 }
@@ -139,7 +145,8 @@ static void on_readable(uv_poll_t *p, int status, int events) {
     rl_point = rl_end = 0;
     rl_callback_read_char();
   }
-  if (ed.have_line) deliver_line();
+  if (ed.have_line)
+    deliver_line();
 }
 
 /* The reader task was cancelled: take the prompt down and forget it. */
@@ -159,25 +166,31 @@ static void on_read_cancel(void *ud) {
  * in place of the word (the common prefix), then the candidates, NULL. */
 static char **build_matches(const char *list, size_t len) {
   size_t n = 1;
-  for (size_t i = 0; i < len; i++) n += list[i] == '\n';
+  for (size_t i = 0; i < len; i++)
+    n += list[i] == '\n';
   char **m = calloc(n + 2, sizeof *m);
-  if (!m) return NULL;
+  if (!m)
+    return NULL;
   size_t k = 1, start = 0;
   for (size_t i = 0; i <= len; i++) {
-    if (i < len && list[i] != '\n') continue;
+    if (i < len && list[i] != '\n')
+      continue;
     m[k] = strndup(list + start, i - start);
-    if (m[k]) k++;
+    if (m[k])
+      k++;
     start = i + 1;
   }
   size_t common = k > 1 ? strlen(m[1]) : 0;
   for (size_t j = 2; j < k; j++) {
     size_t c = 0;
-    while (c < common && m[j][c] == m[1][c]) c++;
+    while (c < common && m[j][c] == m[1][c])
+      c++;
     common = c;
   }
   m[0] = k > 1 ? strndup(m[1], common) : NULL;
   if (!m[0]) {
-    for (size_t j = 1; j < k; j++) free(m[j]);
+    for (size_t j = 1; j < k; j++)
+      free(m[j]);
     free(m);
     return NULL;
   }
@@ -189,7 +202,8 @@ static char **on_complete(const char *text, int start, int end) {
   (void)end;
   rl_attempted_completion_over = 1; /* never fall back to file names */
   lua_State *L = ty_host_get()->L;
-  if (ed.complete_ref == LUA_NOREF || !L) return NULL;
+  if (ed.complete_ref == LUA_NOREF || !L)
+    return NULL;
   int top = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, ed.complete_ref);
   lua_pushstring(L, text);
@@ -201,7 +215,8 @@ static char **on_complete(const char *text, int start, int end) {
   char **m = NULL;
   size_t len = 0;
   const char *list = lua_tolstring(L, -1, &len);
-  if (list && len > 0) m = build_matches(list, len);
+  if (list && len > 0)
+    m = build_matches(list, len);
   lua_settop(L, top);
   return m;
 }
@@ -216,7 +231,8 @@ static void on_poll_closed(uv_handle_t *h) {
 
 static void editor_close(ty_closer *c) {
   (void)c;
-  if (!ed.ready) return;
+  if (!ed.ready)
+    return;
   ed.reader = NULL;
   prompt_remove(0);
   rl_deprep_terminal(); /* the terminal as we found it */
@@ -235,7 +251,8 @@ static void rl_setup(lua_State *L) {
   rl_instream = stdin;
   rl_outstream = stdout;
   rl_catch_signals = 0;
-  if (rl_initialize() != 0) luaL_error(L, "cannot initialise the line editor");
+  if (rl_initialize() != 0)
+    luaL_error(L, "cannot initialise the line editor");
   rl_basic_word_break_characters = WORD_BREAKS;
   rl_completer_word_break_characters = (char *)WORD_BREAKS;
   rl_attempted_completion_function = on_complete;
@@ -245,13 +262,17 @@ static void rl_setup(lua_State *L) {
 }
 
 static int editor_init(lua_State *L) {
-  if (ed.ready) return 0;
-  if (ed.closing) return luaL_error(L, "the line editor is closing");
+  if (ed.ready)
+    return 0;
+  if (ed.closing)
+    return luaL_error(L, "the line editor is closing");
   if (!isatty(STDIN_FILENO))
     return luaL_error(L, "the line editor needs a terminal on stdin");
-  if (!ed.rl_ready) rl_setup(L);
+  if (!ed.rl_ready)
+    rl_setup(L);
   int rc = uv_poll_init(ty_loop(), &ed.poll, STDIN_FILENO);
-  if (rc != 0) return luaL_error(L, "cannot watch stdin: %s", uv_strerror(rc));
+  if (rc != 0)
+    return luaL_error(L, "cannot watch stdin: %s", uv_strerror(rc));
   ed.closer.close = editor_close;
   ty_host_track(&ed.closer);
   ed.ready = 1;
@@ -267,7 +288,7 @@ static int editor_init(lua_State *L) {
  * input's coroutine that raises at its next instruction (as lua.c does),
  * then hands the signal on to libuv's handler as usual. */
 static struct sigaction prev_sigint;
-static int guard_on;               /* our handler installed */
+static int guard_on;                /* our handler installed */
 static lua_State *volatile guarded; /* the coroutine of the running input */
 static int guarded_ref = LUA_NOREF; /* keeps it alive while guarded */
 static volatile sig_atomic_t guard_hit;
@@ -275,7 +296,8 @@ static volatile sig_atomic_t guard_hit;
 static void on_guard_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   lua_sethook(L, NULL, 0, 0);
-  if (L == guarded) luaL_error(L, "interrupted");
+  if (L == guarded)
+    luaL_error(L, "interrupted");
 }
 
 static void on_sigint(int sig, siginfo_t *info, void *uc) {
@@ -323,7 +345,8 @@ static int l_unguard(lua_State *L) {
     sigaction(SIGINT, &prev_sigint, NULL);
     guard_on = 0;
   }
-  if (co) lua_sethook(co, NULL, 0, 0); /* it may go back to the task pool */
+  if (co)
+    lua_sethook(co, NULL, 0, 0); /* it may go back to the task pool */
   luaL_unref(L, LUA_REGISTRYINDEX, guarded_ref);
   guarded_ref = LUA_NOREF;
   lua_pushboolean(L, guard_hit);
@@ -346,10 +369,12 @@ static int l_took_sigint(lua_State *L) {
 static int l_read(lua_State *L) {
   const char *prompt = luaL_checkstring(L, 1);
   editor_init(L);
-  if (ed.reader) return luaL_error(L, "a line read is already pending");
+  if (ed.reader)
+    return luaL_error(L, "a line read is already pending");
   uint64_t tok = ty_task_prepare(L);
   char *copy = strdup(prompt);
-  if (!copy) return luaL_error(L, "out of memory");
+  if (!copy)
+    return luaL_error(L, "out of memory");
   clear_prompt_text();
   ed.prompt = copy;
   int rc = prompt_install();
@@ -421,16 +446,19 @@ static int l_hide(lua_State *L) {
 
 static int l_show(lua_State *L) {
   (void)L;
-  if (!ed.hidden) return 0;
+  if (!ed.hidden)
+    return 0;
   ed.hidden = 0;
   fflush(stdout);
-  if (ed.reader && ed.installed) rl_forced_update_display();
+  if (ed.reader && ed.installed)
+    rl_forced_update_display();
   return 0;
 }
 
 /* set_completer(fn | nil): fn(word) -> candidates joined by "\n" */
 static int l_set_completer(lua_State *L) {
-  if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (!lua_isnoneornil(L, 1))
+    luaL_checktype(L, 1, LUA_TFUNCTION);
   luaL_unref(L, LUA_REGISTRYINDEX, ed.complete_ref);
   ed.complete_ref = LUA_NOREF;
   if (!lua_isnoneornil(L, 1)) {
@@ -479,7 +507,8 @@ static int l_history(lua_State *L) {
   lua_createtable(L, n, 0);
   for (int i = 0; i < n; i++) {
     HIST_ENTRY *e = history_get(history_base + i);
-    if (!e) continue;
+    if (!e)
+      continue;
     lua_pushstring(L, e->line);
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
   }

@@ -67,7 +67,8 @@ static void test_query(lua_State *L) {
 static void test_buf(void) {
   ty_buf b = {0};
   CHECK(ty_buf_add(&b, "", 0) == 0 && b.len == 0);
-  for (int i = 0; i < 1000; i++) CHECK(ty_buf_add(&b, "0123456789", 10) == 0);
+  for (int i = 0; i < 1000; i++)
+    CHECK(ty_buf_add(&b, "0123456789", 10) == 0);
   CHECK(b.len == 10000 && b.cap >= 10000);
   CHECK(memcmp(b.p + 9990, "0123456789", 10) == 0);
   ty_buf_free(&b);

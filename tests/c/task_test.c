@@ -24,7 +24,8 @@ static void on_timer(uv_timer_t *t) {
   op *o = (op *)t;
   CHECK(ty_task_wakeable(o->task, o->tok + 1000) == NULL); /* wrong token */
   lua_State *co = ty_task_wakeable(o->task, o->tok);
-  if (!co) return;
+  if (!co)
+    return;
   lua_pushinteger(co, 42);
   lua_pushliteral(co, "woken");
   ty_task_resume(o->task, 2);
