@@ -6,8 +6,9 @@
 --   curl -s localhost:8080/files
 --
 -- UPLOAD_DIR defaults to ./uploads. Bodies over the server's
--- max_body_bytes (1 MiB with `tycho run`; pass max_body_bytes to
--- tycho.http.serve for more) are refused with 413 before any is read.
+-- max_body_bytes (1 MiB unless `tycho run --max-body BYTES` or
+-- tycho.http.serve{max_body_bytes=} says more) are refused with 413
+-- before any is read.
 local tycho = require "tycho"
 local fs = tycho.fs
 

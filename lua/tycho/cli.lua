@@ -23,7 +23,9 @@ usage: tycho [options] [script.lua [args...]]
                     --repl PATH (docs/operations.md), --block-warn MS
                     (loop watchdog, default 200, 0 off: docs/thread.md),
                     --cpu-limit MS (a handler's cpu per request: 503),
-                    --memory-limit MB (Lua memory cap: docs/security.md)
+                    --memory-limit MB (Lua memory cap: docs/security.md),
+                    --max-body BYTES (request body limit, default 1048576:
+                    413 above it)
   test [PATH...]    run busted specs inside the host (default: spec/)
   repl              interactive prompt with the event loop running behind it
   attach PATH       REPL inside the process serving the Unix socket PATH

@@ -11,7 +11,7 @@ M.GRACE_SECONDS = 10
 M.BLOCK_WARN_MS = 200 -- `--block-warn` default; 0 turns the watchdog off
 
 M.OPTIONS = { "--host", "--port", "--grace", "--repl", "--watch", "--block-warn", "--cpu-limit",
-  "--memory-limit", "--workers", "--worker-id", "--access-log", "--log-level" }
+  "--memory-limit", "--max-body", "--workers", "--worker-id", "--access-log", "--log-level" }
 
 local function parse(args)
   local o = { host = "127.0.0.1", port = 8080, script_args = {} }
@@ -38,12 +38,14 @@ local function parse(args)
       i = i + 1
     elseif a == "--watch" then
       o.watch = true -- hot reload on save (lua/tycho/reload.lua)
-    elseif a == "--block-warn" or a == "--cpu-limit" or a == "--memory-limit" then
+    elseif a == "--block-warn" or a == "--cpu-limit" or a == "--memory-limit"
+        or a == "--max-body" then
       -- the loop watchdog (src/thread/watchdog.c); a handler's cpu time per
-      -- request in ms and the Lua state's memory cap in MB (docs/security.md)
+      -- request in ms and the Lua state's memory cap in MB (docs/security.md);
+      -- the request body limit in bytes (413 above it)
       local v = args[i + 1]
       local n = math.tointeger(tonumber(v or ""))
-      if not n or n < 0 then
+      if not n or n < 0 or (a == "--max-body" and n < 1) then
         return nil, v and ("bad value '%s' for %s"):format(v, a) or ("'%s' needs a value"):format(a)
       end
       o[(a:sub(3):gsub("%-", "_"))] = n
@@ -201,7 +203,7 @@ function M.main(args)
   end
   local worker = o.worker_id and require "tycho.worker"
   local server, lerr, lcode = http.serve { host = o.host, port = o.port, handler = handler,
-    cpu_limit_ms = o.cpu_limit, memory_limit_mb = o.memory_limit,
+    cpu_limit_ms = o.cpu_limit, memory_limit_mb = o.memory_limit, max_body_bytes = o.max_body,
     fd = worker and worker.LISTEN_FD } -- a worker listens on the supervisor's socket
   if not server then
     if lcode == "EADDRINUSE" then

@@ -209,3 +209,22 @@ def test_run_bad_flag_exits_2(tycho):
     r = tycho("run", APP, "--bogus")
     assert r.returncode == 2
     assert "unknown option '--bogus'" in r.stderr
+
+
+def test_run_max_body_flag_sets_the_limit(tmp_path):
+    app = tmp_path / "echo.lua"
+    app.write_text("return function(req) return req:body() end\n")
+    with Server(app, "--max-body", "10") as s:
+        conn = http.client.HTTPConnection(s.host, s.port, timeout=10)
+        conn.request("POST", "/", body=b"x" * 10)
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.read() == b"x" * 10
+        conn.close()
+        out = raw(s, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n" + b"y" * 11)
+        assert out.startswith(b"HTTP/1.1 413 ")
+
+
+def test_run_max_body_needs_a_positive_count(tycho):
+    r = tycho("run", APP, "--max-body", "0")
+    assert r.returncode == 2
+    assert "bad value '0' for --max-body" in r.stderr
