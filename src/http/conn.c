@@ -605,11 +605,8 @@ static const char busy_response[] =
     "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
     "Connection: close\r\n\r\n";
 
-void ty_conn_accept(ty_server *s) {
-  ty_conn *c = calloc(1, sizeof *c);
-  if (!c)
-    return;
-  uv_tcp_init(s->tcp.loop, &c->h.tcp);
+/* Counts a new connection in its server; its handle is initialised. */
+static void link_conn(ty_server *s, ty_conn *c) {
   c->srv = s;
   c->next = s->conns.next;
   c->prev = &s->conns;
@@ -617,23 +614,40 @@ void ty_conn_accept(ty_server *s) {
   s->conns.next = c;
   s->nconns++;
   ty_http_open_conns++;
+}
+
+/* Closes a connection that never served (its close callback unlinks it). */
+static void drop_conn(ty_conn *c) {
+  c->closing = 1;
+  uv_close((uv_handle_t *)&c->h, on_close);
+}
+
+/* Starts parsing and reading, with the header timeout running. */
+static void start_conn(ty_conn *c) {
+  llhttp_init(&c->parser, HTTP_REQUEST, &ty_http_settings);
+  c->parser.data = c;
+  c->deadline = uv_now(c->h.stream.loop) + c->srv->lim.header_timeout_ms;
+  ty_conn_resume_reading(c);
+}
+
+void ty_conn_accept(ty_server *s) {
+  ty_conn *c = calloc(1, sizeof *c);
+  if (!c)
+    return;
+  uv_tcp_init(s->tcp.loop, &c->h.tcp);
+  link_conn(s, c);
   if (uv_accept((uv_stream_t *)&s->tcp, &c->h.stream) != 0) {
-    c->closing = 1;
-    uv_close((uv_handle_t *)&c->h, on_close);
+    drop_conn(c);
     return;
   }
   if (s->nconns > s->lim.max_connections) {
     uv_buf_t b = uv_buf_init((char *)busy_response, sizeof busy_response - 1);
     uv_try_write(&c->h.stream, &b, 1);
-    c->closing = 1;
-    uv_close((uv_handle_t *)&c->h, on_close);
+    drop_conn(c);
     return;
   }
   uv_tcp_nodelay(&c->h.tcp, 1);
-  llhttp_init(&c->parser, HTTP_REQUEST, &ty_http_settings);
-  c->parser.data = c;
-  c->deadline = uv_now(s->tcp.loop) + s->lim.header_timeout_ms;
-  ty_conn_resume_reading(c);
+  start_conn(c);
 }
 
 /* A connection made by tycho.test.request: the same code, no network. */
@@ -643,22 +657,12 @@ int ty_conn_open_pipe(ty_server *s, uv_file fd) {
     return UV_ENOMEM;
   uv_pipe_init(ty_loop(), &c->h.pipe, 0);
   int err = uv_pipe_open(&c->h.pipe, fd);
-  c->srv = s;
-  c->next = s->conns.next;
-  c->prev = &s->conns;
-  s->conns.next->prev = c;
-  s->conns.next = c;
-  s->nconns++;
-  ty_http_open_conns++;
+  link_conn(s, c);
   if (err) {
-    c->closing = 1;
-    uv_close((uv_handle_t *)&c->h, on_close);
+    drop_conn(c);
     return err;
   }
-  llhttp_init(&c->parser, HTTP_REQUEST, &ty_http_settings);
-  c->parser.data = c;
-  c->deadline = uv_now(ty_loop()) + s->lim.header_timeout_ms;
-  ty_conn_resume_reading(c);
+  start_conn(c);
   return 0;
 }
 

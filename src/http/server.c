@@ -228,6 +228,43 @@ static int bind_listen(ty_server *s, const char *host, int port, int backlog,
 
 static void on_failed_close(uv_handle_t *h) { free(h->data); }
 
+/* A new server struct with the limits of the options table at idx (0:
+ * the defaults), not yet visible to Lua. */
+static ty_server *new_server(lua_State *L, int idx) {
+  ty_http_limits lim; /* read first: a bad option raises before calloc */
+  if (idx) {
+    read_limits(L, idx, &lim);
+  } else {
+    lua_newtable(L);
+    read_limits(L, lua_gettop(L), &lim);
+    lua_pop(L, 1);
+  }
+  ty_server *s = calloc(1, sizeof *s);
+  if (!s) {
+    luaL_error(L, "out of memory");
+    return NULL;
+  }
+  s->lim = lim;
+  s->conns.next = s->conns.prev = &s->conns;
+  s->close_waiters_ref = s->log_ref = LUA_NOREF;
+  s->generation = 1;
+  return s;
+}
+
+/* Takes the handler at handler_idx, registers the server for teardown and
+ * pushes its Lua object, which anchors itself while the server is open. */
+static void push_server(lua_State *L, ty_server *s, int handler_idx) {
+  lua_pushvalue(L, handler_idx);
+  s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  s->closer.close = closer_close;
+  ty_host_track(&s->closer);
+  server_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+  b->s = s;
+  luaL_setmetatable(L, SERVER_MT);
+  lua_pushvalue(L, -1);
+  s->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
 /* listen(opts) -> server | nil, message, code. opts.handler is a function;
  * host, port, backlog and the limits are optional. */
 static int l_listen(lua_State *L) {
@@ -253,14 +290,9 @@ static int l_listen(lua_State *L) {
   lua_Integer mem = luaL_optinteger(L, -1, 0);
   luaL_argcheck(L, mem >= 0, 1, "memory_limit_mb must not be negative");
   lua_pop(L, 1);
-  ty_server *s = calloc(1, sizeof *s);
-  if (!s)
-    return luaL_error(L, "out of memory");
-  read_limits(L, 1, &s->lim);
+  ty_server *s = new_server(L, 1);
   if (mem > 0)
     ty_alloc_set_limit(L, (size_t)mem * 1024 * 1024);
-  s->conns.next = s->conns.prev = &s->conns;
-  s->tcp.data = s;
   uv_tcp_init(ty_loop(), &s->tcp);
   s->tcp.data = s;
   int err = bind_listen(s, host, (int)port, backlog, fd, reuseport);
@@ -276,18 +308,7 @@ static int l_listen(lua_State *L) {
                  TY_SWEEP_INTERVAL_MS);
   uv_unref((uv_handle_t *)&s->sweep);
   s->handles_open = 2;
-  s->close_waiters_ref = s->log_ref = LUA_NOREF;
-  s->generation = 1;
-  lua_pushvalue(L, 2); /* the handler, fetched first */
-  s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  s->closer.close = closer_close;
-  ty_host_track(&s->closer);
-
-  server_box *b = lua_newuserdatauv(L, sizeof *b, 0);
-  b->s = s;
-  luaL_setmetatable(L, SERVER_MT);
-  lua_pushvalue(L, -1);
-  s->self_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* open servers stay alive */
+  push_server(L, s, 2); /* the handler, fetched first */
   return 1;
 }
 
@@ -298,30 +319,10 @@ static int l_listen(lua_State *L) {
 static int l_inject(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_Integer fd = luaL_checkinteger(L, 2);
-  ty_server *s = calloc(1, sizeof *s);
-  if (!s)
-    return luaL_error(L, "out of memory");
-  if (lua_istable(L, 3))
-    read_limits(L, 3, &s->lim);
-  else {
-    lua_newtable(L);
-    read_limits(L, lua_gettop(L), &s->lim);
-    lua_pop(L, 1);
-  }
-  s->conns.next = s->conns.prev = &s->conns;
+  ty_server *s = new_server(L, lua_istable(L, 3) ? 3 : 0);
   s->closing = 1;
-  s->close_waiters_ref = s->log_ref = LUA_NOREF;
-  s->generation = 1;
   snprintf(s->host, sizeof s->host, "test");
-  lua_pushvalue(L, 1);
-  s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  s->closer.close = closer_close;
-  ty_host_track(&s->closer);
-  server_box *b = lua_newuserdatauv(L, sizeof *b, 0);
-  b->s = s;
-  luaL_setmetatable(L, SERVER_MT);
-  lua_pushvalue(L, -1);
-  s->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  push_server(L, s, 1);
   int err = ty_conn_open_pipe(s, (uv_file)fd);
   if (err)
     return push_uv_error(L, err, "inject");
