@@ -1004,13 +1004,22 @@ static int res_index(lua_State *L) {
 /* Dispatch                                                               */
 
 static void log_failure(lua_State *co, ty_req *r, const char *what) {
-  lua_State *L = ty_host_get()->L;
   const char *msg = lua_tostring(co, -1);
   fprintf(stderr, "tycho: %s: %s %.*s: %s\n", what,
           llhttp_method_name((llhttp_method_t)r->method), (int)path_len(r),
           r->head.p, msg ? msg : "(error object is not a string)");
   fflush(stderr);
-  (void)L;
+}
+
+/* Answers for a handler that failed before responding: the status and its
+ * reason phrase, without the headers the handler had set. */
+static void send_failure(ty_req *r, int status) {
+  char body[64];
+  int n = snprintf(body, sizeof body, "%s\n", ty_http_reason(status));
+  r->status = status;
+  r->rhead.len = 0;
+  r->has_ctype = r->has_clen = 0;
+  send_full(r, body, (size_t)n);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1101,8 +1110,7 @@ static void respond_from_results(ty_req *r, lua_State *co) {
             "call res:send(body), or return a string or a table\n",
             llhttp_method_name((llhttp_method_t)r->method), (int)path_len(r),
             r->head.p);
-    r->status = 500;
-    send_full(r, "Internal Server Error\n", 22);
+    send_failure(r, 500);
     return;
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, return_hook_ref);
@@ -1110,10 +1118,8 @@ static void respond_from_results(ty_req *r, lua_State *co) {
   lua_xmove(co, L, n);
   if (ty_pcall(L, n + 1, 0) != LUA_OK) {
     ty_report(L, "handler result");
-    if (r->res_state == RES_NONE) {
-      r->status = 500;
-      send_full(r, "Internal Server Error\n", 22);
-    }
+    if (r->res_state == RES_NONE)
+      send_failure(r, 500);
   }
 }
 
@@ -1134,12 +1140,7 @@ static void on_handler_done(ty_task *t, int how, void *ud) {
     log_failure(co, r, failure_kind(co, r));
     if (r->res_state == RES_NONE && !c->closing) {
       /* A handler stopped for its cpu time: 503, the server is fine. */
-      const char *body =
-          r->cpu_stopped ? "Service Unavailable\n" : "Internal Server Error\n";
-      r->status = r->cpu_stopped ? 503 : 500;
-      r->rhead.len = 0;
-      r->has_ctype = r->has_clen = 0;
-      send_full(r, body, strlen(body));
+      send_failure(r, r->cpu_stopped ? 503 : 500);
     } else {
       r->res_close = 1;
       c->close_after = 1;
