@@ -25,10 +25,7 @@ APP = os.path.join(ROOT, "examples", "chat", "app.lua")
 def srv():
     with Server(APP) as s:
         yield s
-        s.proc.terminate()
-        code = s.wait()
-        assert b"Sanitizer" not in s.stderr and b"runtime error" not in s.stderr, s.stderr.decode()
-        assert code == 0, s.stderr.decode()
+        s.stop_checked((0,))
 
 
 def run(coro):

@@ -23,10 +23,7 @@ def node_dir():
 def srv():
     with ScriptServer(APP) as s:
         yield s
-        s.proc.terminate()
-        code = s.wait()
-        assert b"Sanitizer" not in s.stderr and b"runtime error" not in s.stderr, s.stderr.decode()
-        assert code in (0, 143, -15), s.stderr.decode()
+        s.stop_checked((0, 143, -15))
 
 
 def node_client(node_dir, srv, scenario):

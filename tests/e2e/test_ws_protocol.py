@@ -18,10 +18,7 @@ APP = os.path.join(os.path.dirname(__file__), "apps", "ws_app.lua")
 def srv():
     with ScriptServer(APP) as s:
         yield s
-        s.proc.terminate()
-        code = s.wait()
-        assert b"Sanitizer" not in s.stderr and b"runtime error" not in s.stderr, s.stderr.decode()
-        assert code in (0, 143, -15), s.stderr.decode()
+        s.stop_checked((0, 143, -15))
 
 
 def frame(opcode, payload=b"", fin=True, mask=True, rsv=0, length=None):

@@ -59,6 +59,14 @@ class Server:
             pass
         return code
 
+    def stop_checked(self, codes=(0,)):
+        """SIGTERM, then asserts a clean exit: a code in codes, no sanitizer report."""
+        self.proc.terminate()
+        code = self.wait()
+        text = self.stderr.decode(errors="replace")
+        assert b"Sanitizer" not in self.stderr and b"runtime error" not in self.stderr, text
+        assert code in codes, text
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
