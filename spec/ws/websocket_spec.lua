@@ -196,9 +196,27 @@ describe("WebSocket server and client", function()
       conn:write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
         .. "Connection: Upgrade\r\nSec-WebSocket-Accept: " .. tycho.ws.accept_key(key) .. "\r\n\r\n")
       if read then
-        repeat
-          local data = conn:read()
-        until not data or data:find("\136", 1, true) -- 0x88: a close frame
+        -- Walk the client's frames (always masked) until a close frame: a
+        -- byte search would also match 0x88 inside a masked payload.
+        local buf = ""
+        local function need(n)
+          while #buf < n do
+            local data = conn:read()
+            if not data then return false end
+            buf = buf .. data
+          end
+          return true
+        end
+        while need(2) do
+          local opcode, len = buf:byte(1) & 0x0f, buf:byte(2) & 0x7f
+          local head_len = 2 + (len == 126 and 2 or len == 127 and 8 or 0)
+          if not need(head_len) then return end
+          if len == 126 then len = string.unpack(">I2", buf, 3)
+          elseif len == 127 then len = string.unpack(">I8", buf, 3) end
+          if not need(head_len + 4 + len) then return end
+          buf = buf:sub(head_len + 4 + len + 1)
+          if opcode == 8 then return end
+        end
       else
         for _ = 1, 200 do
           if not conn:write("\129\4tick") then return end
