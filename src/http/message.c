@@ -32,7 +32,6 @@ typedef struct {
 
 static uint64_t last_id;
 static ty_req *free_reqs;
-static int req_methods_ref = LUA_NOREF, res_methods_ref = LUA_NOREF;
 static int return_hook_ref = LUA_NOREF; /* Lua: respond from return values */
 
 /* ---------------------------------------------------------------------- */
@@ -344,11 +343,10 @@ static int req_index(lua_State *L) {
   const char *key = luaL_checklstring(L, 2, &klen);
   if (computed(L, r, key, klen))
     return 1;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, req_methods_ref);
   lua_pushvalue(L, 2);
-  if (lua_rawget(L, -2) != LUA_TNIL)
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) /* methods */
     return 1;
-  lua_pop(L, 2);
+  lua_pop(L, 1);
   if (cached(L, r, key, klen))
     return 1;
   int store = push_store(L, 1);
@@ -982,13 +980,15 @@ static int res_send_file(lua_State *L) {
   return ty_task_park_k(L, cancel_file_wait, r, send_file_k, 0);
 }
 
-/* res.sent -> whether the response has ended */
+/* res.sent -> whether the response has ended. Methods (the upvalue) come
+ * first and without a check of the box: every method checks it, and this
+ * lookup is on every res:send. */
 static int res_index(lua_State *L) {
-  ty_req *r = check_res(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, res_methods_ref); /* methods first */
+  lua_settop(L, 2);
   lua_pushvalue(L, 2);
-  if (lua_rawget(L, -2) != LUA_TNIL)
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
     return 1;
+  ty_req *r = check_res(L);
   const char *key = luaL_checkstring(L, 2);
   if (strcmp(key, "sent") == 0) {
     lua_pushboolean(L, r->res_state == RES_DONE);
@@ -1204,8 +1204,12 @@ static int box_tostring(lua_State *L) {
   return 1;
 }
 
+/* Makes metatable mt whose __index is index with the methods table as its
+ * upvalue, and leaves the methods table on the stack. [-0, +1, m] */
 static void new_class(lua_State *L, const char *mt, lua_CFunction index,
-                      const luaL_Reg *methods, int *methods_ref) {
+                      const luaL_Reg *methods) {
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
   luaL_newmetatable(L, mt);
   lua_pushvalue(L, -1);
   if (strcmp(mt, REQ_MT) == 0) {
@@ -1215,16 +1219,13 @@ static void new_class(lua_State *L, const char *mt, lua_CFunction index,
     res_mt = lua_topointer(L, -1);
     res_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
-  lua_pushcfunction(L, index);
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, index, 1);
   lua_setfield(L, -2, "__index");
   lua_pushstring(L, mt);
   lua_pushcclosure(L, box_tostring, 1);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_pushvalue(L, -1);
-  *methods_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 int ty_http_message_open(lua_State *L) {
@@ -1242,9 +1243,9 @@ int ty_http_message_open(lua_State *L) {
   init_token_chars();
   lua_newtable(L);
   int mod = lua_gettop(L);
-  new_class(L, REQ_MT, req_index, req_m, &req_methods_ref);
+  new_class(L, REQ_MT, req_index, req_m);
   lua_setfield(L, mod, "request_methods");
-  new_class(L, RES_MT, res_index, res_m, &res_methods_ref);
+  new_class(L, RES_MT, res_index, res_m);
   lua_setfield(L, mod, "response_methods");
   luaL_getmetatable(L, REQ_MT);
   lua_pushcfunction(L, req_newindex);
