@@ -7,8 +7,12 @@
 --
 -- An upstream that is down or too slow gives 502 or 504 with a JSON error.
 -- Hop-by-hop headers (Connection, Keep-Alive, Transfer-Encoding, ...) are not
--- forwarded; X-Forwarded-For and Via are added. Bodies are buffered (the
--- server's 1 MiB request limit applies).
+-- forwarded; X-Forwarded-For and Via are added. Bodies stream both ways: the
+-- upload goes to the upstream piece by piece as it arrives (req:chunks() as
+-- the request body) and the answer comes back the same way, each side
+-- waiting for the slower one, so neither is ever held whole in memory. The
+-- server's request body limit still applies (1 MiB unless
+-- `tycho run --max-body BYTES`).
 local tycho = require "tycho"
 
 local UPSTREAM = (tycho.process.env.UPSTREAM or "http://127.0.0.1:8081"):gsub("/+$", "")
@@ -18,7 +22,7 @@ local HOP_BY_HOP = {
   connection = true, ["keep-alive"] = true, ["proxy-authenticate"] = true,
   ["proxy-authorization"] = true, te = true, trailer = true,
   ["transfer-encoding"] = true, upgrade = true, ["content-length"] = true,
-  host = true,
+  host = true, expect = true, -- this server answered any 100-continue itself
 }
 
 local function forwarded_headers(req)
@@ -32,14 +36,22 @@ local function forwarded_headers(req)
   return out
 end
 
+-- Whether the request has a body to pass on.
+local function has_body(req)
+  return req.headers["content-length"] ~= nil or req.headers["transfer-encoding"] ~= nil
+end
+
 return function(req, res)
-  local body = req:body()
-  local up, err, code = tycho.http.request {
+  local headers = forwarded_headers(req)
+  -- A known length is passed on as-is; otherwise the upload goes chunked.
+  headers["content-length"] = req.headers["content-length"]
+  local up <close>, err, code = tycho.http.request {
     url = UPSTREAM .. req.url,
     method = req.method,
-    headers = forwarded_headers(req),
-    body = body ~= "" and body or nil,
+    headers = headers,
+    body = has_body(req) and req:chunks() or nil,
     timeout = TIMEOUT,
+    stream = true,
   }
   if not up then
     local status = code == "ETIMEDOUT" and 504 or 502
@@ -56,5 +68,15 @@ return function(req, res)
     end
   end
   for name, values in pairs(lines) do res:header(name, values) end
-  res:send(up.body)
+  -- With the upstream's length the client gets it too; else chunked.
+  local length = up.headers["content-length"]
+  if length then res:header("content-length", length) end
+  while true do
+    local piece, rerr = up:read()
+    -- Cut off mid-body: the status is out, so the connection is cut too.
+    if rerr then error("upstream " .. UPSTREAM .. ": " .. rerr) end
+    if not piece then break end
+    res:write(piece)
+  end
+  res:finish()
 end

@@ -131,8 +131,9 @@ local function check_value(n, fname, name, v)
   end
 end
 
--- Builds the request head; user headers override the defaults.
-local function build_head(method, u, headers, body)
+-- Builds the request head; user headers override the defaults. A streamed
+-- body (`framing` set) goes chunked unless the caller gave a Content-Length.
+local function build_head(method, u, headers, body, framing)
   local lines = { ("%s %s HTTP/1.1\r\n"):format(method, u.target) }
   local given = {}
   for name, value in pairs(headers) do
@@ -147,11 +148,29 @@ local function build_head(method, u, headers, body)
   end
   default("Host", u.authority)
   default("User-Agent", M.USER_AGENT)
-  if body or method == "POST" or method == "PUT" or method == "PATCH" then
+  if framing then
+    if framing.chunked then default("Transfer-Encoding", "chunked") end
+  elseif body or method == "POST" or method == "PUT" or method == "PATCH" then
     default("Content-Length", tostring(body and #body or 0))
   end
   lines[#lines + 1] = "\r\n"
   return table.concat(lines)
+end
+
+-- How a streamed body is framed: {length = n} when the caller's headers
+-- say Content-Length (sent as-is, counted), else {chunked = true}.
+local function body_framing(headers)
+  for name, value in pairs(headers) do
+    if name:lower() == "content-length" then
+      local n = tonumber(type(value) == "table" and value[1] or value)
+      if not n or n < 0 or n ~= math.floor(n) or (type(value) == "table" and #value ~= 1) then
+        error(("bad argument #1 to 'request' (invalid Content-Length '%s')")
+          :format(tostring(type(value) == "table" and table.concat(value, ", ") or value)), 4)
+      end
+      return { length = n }
+    end
+  end
+  return { chunked = true }
 end
 
 local function headers_map(raw)
@@ -217,7 +236,7 @@ end
 local function release(key, entry)
   local p = entry.parser
   if p:done() and p:keep_alive() and not entry.got_eof and not entry.extra
-    and not entry.conn:is_closed() then
+    and not entry.broken and not entry.conn:is_closed() then
     checkin(key, entry)
   else
     entry.conn:close()
@@ -232,35 +251,119 @@ local function connect(u, deadline, opts)
   return { conn = conn, parser = response_parser.new() }
 end
 
+-- ---------------------------------------------------------------------
+-- Streamed request bodies
+
+-- Closes a connection when the request is left before it was handed on,
+-- above all by an error raised through it (the task was cancelled while
+-- it waited); clearing `conn` disarms it.
+local Guard = { __close = function(g) if g.conn then g.conn:close() end end }
+
+local function guard(conn) return setmetatable({ conn = conn }, Guard) end
+
+-- Takes the next piece from a body source: a string, nil at the end, or
+-- nil, message, code when it failed (raised, or returned nil, message). A
+-- cancelled task's "cancelled" goes on up, so the request ends with it.
+local function pull(next_piece)
+  local ok, piece, err = pcall(next_piece)
+  if not ok then
+    if piece == "cancelled" then error(piece, 0) end
+    return err3("EBODY", "request body failed: %s", tostring(piece))
+  end
+  if piece == nil then
+    if err ~= nil then return err3("EBODY", "request body failed: %s", tostring(err)) end
+    return nil
+  end
+  if type(piece) ~= "string" then
+    return err3("EBODY", "request body gave a %s (string or nil expected)", type(piece))
+  end
+  return piece
+end
+
+-- Sends a streamed body after the head: each piece is written (awaiting
+-- the socket while its queue is full, so nothing piles up), chunk-framed
+-- or counted against the Content-Length. Returns true, or nil, message,
+-- code and whether the failure was the socket's (the server may have
+-- answered early).
+local function send_body(conn, body, framing, deadline)
+  local next_piece = body
+  if type(body) ~= "function" then
+    next_piece = function() return body:read(READ_SIZE) end
+  end
+  local sent, limit = 0, framing.length
+  while true do
+    local piece, err, code = pull(next_piece)
+    if err then return nil, err, code end
+    if not piece then break end
+    sent = sent + #piece
+    if limit and sent > limit then
+      return err3("ECONTENTLENGTH", "request body longer than its Content-Length (%d bytes)", limit)
+    end
+    if seconds_left(deadline) <= 0 then return err3("ETIMEDOUT", "request timed out") end
+    if #piece > 0 then -- an empty chunk would end a chunked body
+      if framing.chunked then piece = ("%x\r\n"):format(#piece) .. piece .. "\r\n" end
+      conn:set_timeout(seconds_left(deadline))
+      local ok, werr, wcode = conn:write(piece)
+      if not ok then return nil, werr, wcode, true end
+    end
+  end
+  if limit and sent < limit then
+    return err3("ECONTENTLENGTH", "request body ended after %d of %d bytes (Content-Length)", sent, limit)
+  end
+  if framing.chunked then
+    local ok, werr, wcode = conn:write("0\r\n\r\n")
+    if not ok then return nil, werr, wcode, true end
+  end
+  return true
+end
+
 local IDEMPOTENT = { GET = true, HEAD = true, OPTIONS = true, PUT = true, DELETE = true, TRACE = true }
 
 -- Sends one request and reads its head. Returns the pool entry and key, or
 -- nil and an error triple. A reused connection the server closed while
 -- idle is retried once on a fresh one when the method is idempotent.
-local function exchange(method, u, head, body, deadline, opts)
+local function exchange(method, u, head, body, framing, deadline, opts)
   local key = u.host .. ":" .. u.port
   for attempt = 1, 2 do
-    local entry = checkout(key)
+    -- A streamed body cannot be replayed on a fresh connection if a pooled
+    -- one turns out stale, so it always gets a fresh one.
+    local entry = not framing and checkout(key) or nil
     local reused = entry ~= nil
     if not entry then
       local err, code
       entry, err, code = connect(u, deadline, opts)
       if not entry then return nil, err, code end
     end
-    entry.received, entry.got_eof, entry.extra = false, false, nil
+    entry.received, entry.got_eof, entry.extra, entry.broken = false, false, nil, false
     if opts.max_header_bytes then -- this request's own limit, not the pooled one
       entry.parser = response_parser.new{ max_header_bytes = opts.max_header_bytes }
     end
     entry.parser:reset(method == "HEAD")
     local conn = entry.conn
+    local closer <close> = guard(conn)
     conn:set_timeout(seconds_left(deadline))
-    local _, ok, err, code
-    ok, err, code = conn:write(body and (head .. body) or head)
+    local _, ok, err, code, early
+    ok, err, code = conn:write(type(body) == "string" and (head .. body) or head)
+    if ok and framing then
+      ok, err, code, early = send_body(conn, body, framing, deadline)
+      if not ok and early and code ~= "ETIMEDOUT" then
+        -- The server stopped reading: it may have answered already (413).
+        local _, herr = read_head(entry, deadline, method == "HEAD")
+        if not herr then
+          entry.broken, closer.conn = true, nil
+          return entry, key
+        end
+      end
+      if not ok then return nil, err, code end
+    end
     if ok then
       _, err, code = read_head(entry, deadline, method == "HEAD")
       ok = err == nil
     end
-    if ok then return entry, key end
+    if ok then
+      closer.conn = nil
+      return entry, key
+    end
     conn:close()
     local stale = reused and not entry.received and code ~= "ETIMEDOUT"
     if not (stale and IDEMPOTENT[method] and attempt == 1) then return nil, err, code end
@@ -358,12 +461,25 @@ local function collect_body(entry, deadline, max_body)
   return table.concat(parts)
 end
 
+-- Whether v has a read method (a stream, a file, ...).
+local function readable(v)
+  local t = type(v)
+  if t ~= "table" and t ~= "userdata" then return false end
+  local ok, read = pcall(function() return v.read end)
+  return ok and type(read) == "function"
+end
+
 local function check_opts(opts)
   check.arg(1, "request", opts, "table")
   check.arg(1, "request", opts.url, "string")
   check.opt(1, "request", opts.method, "string")
   check.opt(1, "request", opts.headers, "table")
-  check.opt(1, "request", opts.body, "string")
+  local body = opts.body
+  if body ~= nil and type(body) ~= "string" and type(body) ~= "function"
+    and not readable(body) then
+    error(("bad argument #1 to 'request' (body must be a string, a function or an object"
+      .. " with a read method, got %s)"):format(type(body)), 3)
+  end
   check.opt(1, "request", opts.timeout, "number")
   check.opt(1, "request", opts.connect_timeout, "number")
   check.opt(1, "request", opts.follow_redirects, "boolean|number")
@@ -379,19 +495,40 @@ local function check_opts(opts)
       check_value(1, "request", name, tostring(value))
     end
   end
-  return method
+  local streamed = body ~= nil and type(body) ~= "string"
+  return method, streamed and body_framing(opts.headers or {}) or nil
+end
+
+-- A copy of headers without those the predicate names (lower-case).
+local function without(headers, drop)
+  local kept = {}
+  for k, v in pairs(headers) do
+    if not drop[k:lower()] then kept[k] = v end
+  end
+  return kept
+end
+
+local CREDENTIALS = { authorization = true, cookie = true }
+local FRAMING = { ["content-length"] = true, ["transfer-encoding"] = true }
+
+-- Whether following this redirect sends the body again: 307/308 always,
+-- 301/302 unless after a POST; 303 never.
+local function resends_body(status, method)
+  if status == 303 then return false end
+  return status == 307 or status == 308 or method ~= "POST"
 end
 
 ---Sends an HTTP request and awaits the response. Options: `url` (http://
 ---only), `method` ("GET"), `headers` (name -> string or list), `body`
----(string), `timeout` (seconds for everything, default 30),
----`connect_timeout` (default 10), `follow_redirects` (true for up to 5, or
----a number), `stream` (return before the body; read it with res:read()),
----`max_body` (bytes). Returns `{status=, reason=, headers=, raw_headers=,
----body=, url=}`, or nil, message, code. Yields.
+---(a string; or streamed: a function returning the next piece, nil at the
+---end, or an object with :read()), `timeout` (seconds for everything,
+---default 30), `connect_timeout` (default 10), `follow_redirects` (true
+---for up to 5, or a number), `stream` (return before the body; read it with
+---res:read()), `max_body` (bytes). Returns `{status=, reason=, headers=,
+---raw_headers=, body=, url=}`, or nil, message, code. Yields.
 ---@param opts table
 function M.request(opts)
-  local method = check_opts(opts)
+  local method, framing = check_opts(opts)
   local deadline = uv.hrtime() + (opts.timeout or M.TIMEOUT) * 1e9
   local max_redirects = opts.follow_redirects == true and M.MAX_REDIRECTS
     or tonumber(opts.follow_redirects) or 0
@@ -399,42 +536,44 @@ function M.request(opts)
   for hop = 0, max_redirects do
     local u, uerr, ucode = M.parse_url(url)
     if not u then return nil, uerr, ucode end
-    local head = build_head(method, u, headers, body)
-    local entry, key_or_err, code = exchange(method, u, head, body, deadline, opts)
+    local head = build_head(method, u, headers, body, framing)
+    local entry, key_or_err, code = exchange(method, u, head, body, framing, deadline, opts)
     if not entry then return nil, key_or_err, code end
+    local closer <close> = guard(entry.conn) -- until released or handed on
     local key, p = key_or_err, entry.parser
     local status, reason = p:status()
     local raw = p:headers()
     local res = { status = status, reason = reason, raw_headers = raw,
                   headers = headers_map(raw), url = url, version = p:version() }
     local location = res.headers.location
-    if REDIRECT[status] and location and hop < max_redirects then
+    -- A streamed body is gone once sent: a redirect that would send it
+    -- again is the answer itself.
+    local follow = REDIRECT[status] and location and max_redirects > 0
+      and not (framing and resends_body(status, method))
+    if follow and hop < max_redirects then
       local _, berr, bcode = collect_body(entry, deadline, M.MAX_BODY)
       if berr then return nil, berr, bcode end
       release(key, entry)
+      closer.conn = nil
       local next_url = resolve_location(u, location)
-      if status == 303 or ((status == 301 or status == 302) and method == "POST") then
-        method, body = method == "HEAD" and "HEAD" or "GET", nil
+      if not resends_body(status, method) then
+        method, body, framing = method == "HEAD" and "HEAD" or "GET", nil, nil
+        headers = without(headers, FRAMING)
       end
       local nu = M.parse_url(next_url)
-      if nu and nu.authority ~= u.authority then
-        local kept = {}
-        for k, v in pairs(headers) do
-          if k:lower() ~= "authorization" and k:lower() ~= "cookie" then kept[k] = v end
-        end
-        headers = kept
-      end
+      if nu and nu.authority ~= u.authority then headers = without(headers, CREDENTIALS) end
       url = next_url
-    elseif REDIRECT[status] and location and max_redirects > 0 then
-      entry.conn:close()
+    elseif follow then
       return err3("ETOOMANYREDIRECTS", "too many redirects (more than %d) at %s", max_redirects, url)
     elseif opts.stream then
       res._st = { entry = entry, key = key, deadline = deadline }
+      closer.conn = nil
       return setmetatable(res, Response)
     else
       local data, berr, bcode = collect_body(entry, deadline, opts.max_body or M.MAX_BODY)
       if not data then return nil, berr, bcode end
       release(key, entry)
+      closer.conn = nil
       res.body = data
       return res
     end
