@@ -12,28 +12,22 @@ local M = {}
 ---The JSON null value (decoded `null`; encodes as `null`).
 M.null = cjson.null
 
--- The marker is a string no valid UTF-8 text contains; encode swaps its
--- quoted form for `[]`, and only scans for it when it could be there.
-local EMPTY = "\xff\xfe[]\xff"
-local EMPTY_QUOTED = '"' .. EMPTY .. '"'
----Marker value that encodes as `[]`.
-M.empty_array = EMPTY
+-- Encoding is in C (src/core/json.c): it calls the codec with no Lua
+-- wrapper around it, and res:json uses it directly.
+local jcore = require "tycho.json.core"
+jcore.set_codec(codec.encode)
 
-local encode, decode = codec.encode, codec.decode
-local find, gsub = string.find, string.gsub
+---Marker value that encodes as `[]`: a string no valid UTF-8 text contains,
+---whose quoted form encode swaps for `[]`.
+M.empty_array = jcore.empty_array
+
+local decode = codec.decode
 
 ---Encodes a Lua value as JSON text. Raises on values JSON cannot hold
 ---(functions, NaN, inf, nesting deeper than 1000), at the caller's line.
 ---@param value any
 ---@return string
-function M.encode(value)
-  local ok, text = pcall(encode, value)
-  if not ok then error((tostring(text):gsub("^.-:%d+: ", "")), 2) end
-  if find(text, EMPTY_QUOTED, 1, true) then
-    text = gsub(text, '"\xff\xfe%[%]\xff"', "[]")
-  end
-  return text
-end
+M.encode = jcore.encode
 
 -- cjson 2.1.0 decodes every number as a float; JSON has one number type,
 -- and `{"id": 3}` should give 3, not 3.0. Integral values that fit become
