@@ -40,11 +40,18 @@ local function sample(round)
 end
 
 local round = 0
+local busy = false
 local timer
 timer = tycho.set_interval(interval, function()
+  -- Each tick runs in a task of its own: while a round still waits for its
+  -- commands (a loaded machine), later ticks are skipped, so rounds end in order.
+  if busy then return end
+  busy = true
   round = round + 1
   if round == rounds then timer:stop() end -- the last tick: nothing keeps the process alive after it
-  sample(round)
+  local ok, err = pcall(sample, round)
+  busy = false
+  if not ok then error(err, 0) end
   if round == rounds then
     local sum = 0
     for _, s in ipairs(samples) do sum = sum + (s.load or 0) end
