@@ -6,6 +6,7 @@ local tycho = require "tycho"
 local support = require "spec.support.net"
 local client = require "tycho.http.client"
 local http = tycho.http
+local uv = tycho.uv
 
 -- A raw HTTP/1.1 peer: reads each request head (and a Content-Length
 -- body), then calls respond(conn, req) which writes whatever it likes;
@@ -364,6 +365,262 @@ describe("http client against raw peers", function()
   end)
 end)
 
+-- A body source of `n` pieces of `size` bytes, piece i filled with the
+-- letter i mod 26 (so order and framing errors show), each after a loop
+-- turn (a body source may await). `src.pulled` counts bytes handed out.
+local function pieces(n, size)
+  local src = { i = 0, pulled = 0 }
+  src.next = function()
+    if src.i >= n then return nil end
+    src.i = src.i + 1
+    tycho.sleep(0)
+    src.pulled = src.pulled + size
+    return string.char(97 + (src.i - 1) % 26):rep(size)
+  end
+  src.expected = function()
+    local out = {}
+    for i = 1, n do out[i] = string.char(97 + (i - 1) % 26):rep(size) end
+    return table.concat(out)
+  end
+  return src
+end
+
+-- A Tycho server that answers with what it received: method, framing
+-- headers and the body's size, and keeps the body in `got`.
+local function echo_body_server(opts)
+  local got = {}
+  local o = { port = 0, max_body_bytes = 64 * 1024 * 1024, handler = function(req)
+    local parts = {}
+    for piece in req:chunks() do parts[#parts + 1] = piece end
+    got.body = table.concat(parts)
+    got.headers = req.headers
+    return ("%s %d"):format(req.method, #got.body)
+  end }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  local srv = assert(http.serve(o))
+  return srv, got, "http://127.0.0.1:" .. srv.port
+end
+
+describe("http client with a streamed request body", function()
+  after_each(function() collectgarbage("restart") end) -- if a spec stopped it and failed
+
+  it("sends several MiB from an awaiting generator chunked, then pools the connection", function()
+    local srv, got, base = echo_body_server()
+    local src = pieces(128, 64 * 1024) -- 8 MiB
+    local res = assert(http.request{ url = base .. "/up", method = "PUT", body = src.next })
+    assert.are.equal(200, res.status)
+    assert.are.equal("PUT " .. 8 * 1024 * 1024, res.body)
+    assert.are.equal("chunked", got.headers["transfer-encoding"])
+    assert.is_nil(got.headers["content-length"])
+    assert.is_true(got.body == src.expected(), "the body arrived changed")
+    assert.are.equal(1, client.idle_count())
+    -- A pooled connection is not taken for a body that cannot be replayed.
+    assert(http.request{ url = base .. "/up", method = "PUT", body = pieces(1, 10).next })
+    assert.are.equal(2, client.stats.connections)
+    client.close_idle()
+    srv:close()
+  end)
+
+  it("sends a file and a tycho.net connection as-is with the caller's Content-Length", function()
+    local srv, got, base = echo_body_server()
+    local dir = support.tmpdir("client-body")
+    local data = ("0123456789abcdef"):rep(20000) .. "end" -- 320003 bytes
+    assert(tycho.fs.write_file(dir .. "/f", data))
+    local f = assert(tycho.fs.open(dir .. "/f"))
+    local res = assert(http.request{ url = base .. "/file", method = "POST", body = f,
+      headers = { ["Content-Length"] = #data } })
+    f:close()
+    support.rmdir(dir)
+    assert.are.equal("POST " .. #data, res.body)
+    assert.are.equal(tostring(#data), got.headers["content-length"])
+    assert.is_nil(got.headers["transfer-encoding"])
+    assert.is_true(got.body == data, "the file arrived changed")
+    -- A TCP peer that sends some bytes and hangs up, streamed through.
+    local peer = assert(tycho.net.listen{ port = 0, handler = function(conn)
+      conn:write(("net"):rep(50000))
+    end })
+    local conn = assert(tycho.net.connect("127.0.0.1", peer.port))
+    res = assert(http.request{ url = base .. "/net", method = "POST", body = conn })
+    conn:close()
+    peer:close()
+    assert.are.equal("POST 150000", res.body)
+    assert.are.equal("chunked", got.headers["transfer-encoding"])
+    assert.is_true(got.body == ("net"):rep(50000))
+    assert.are.equal(2, client.stats.connections)
+    client.close_idle()
+    srv:close()
+  end)
+
+  it("fails a body shorter or longer than its Content-Length and does not pool the connection", function()
+    local srv, got, base = echo_body_server()
+    local res, err, code = http.request{ url = base, method = "PUT", body = pieces(2, 5).next,
+      headers = { ["content-length"] = "11" } }
+    assert.is_nil(res)
+    assert.are.equal("ECONTENTLENGTH", code)
+    assert.are.equal("ECONTENTLENGTH: request body ended after 10 of 11 bytes (Content-Length)", err)
+    assert.are.equal(0, client.idle_count())
+    local src = pieces(3, 5)
+    res, err, code = http.request{ url = base, method = "PUT", body = src.next,
+      headers = { ["Content-Length"] = 9 } }
+    assert.is_nil(res)
+    assert.are.equal("ECONTENTLENGTH", code)
+    assert.matches("longer than its Content%-Length %(9 bytes%)", err)
+    assert.are.equal(2, src.i) -- stopped at the piece that went over
+    assert.are.equal(0, client.idle_count())
+    -- The server never saw a whole request on either; the next one is fine.
+    assert.is_nil(got.body)
+    assert.are.equal("PUT 10", assert(http.request{ url = base, method = "PUT",
+      body = pieces(2, 5).next, headers = { ["Content-Length"] = "10" } }).body)
+    assert.are.equal(3, client.stats.connections)
+    client.close_idle()
+    srv:close()
+  end)
+
+  it("aborts the request when the body source fails", function()
+    local srv, got, base = echo_body_server()
+    local before = support.open_fds()
+    local n = 0
+    local res, err, code = http.request{ url = base, method = "PUT", body = function()
+      n = n + 1
+      if n == 3 then error("disk on fire") end
+      return "piece"
+    end }
+    assert.is_nil(res)
+    assert.are.equal("EBODY", code)
+    assert.matches("^EBODY: request body failed: .*disk on fire", err)
+    res, err, code = http.request{ url = base, method = "PUT", body = function()
+      return nil, "EIO: input/output error"
+    end }
+    assert.is_nil(res)
+    assert.are.equal("EBODY: request body failed: EIO: input/output error", err)
+    res, err, code = http.request{ url = base, method = "PUT", body = function() return 42 end }
+    assert.is_nil(res)
+    assert.are.equal("EBODY: request body gave a number (string or nil expected)", err)
+    assert.are.equal(0, client.idle_count())
+    assert.is_nil(got.body)
+    support.wait_for(function() return support.open_fds() == before end, "the connections to close")
+    srv:close()
+  end)
+
+  it("closes the connection of a task cancelled mid-upload", function()
+    local received, closed = 0, false
+    local srv = assert(tycho.net.listen{ port = 0, handler = function(conn)
+      while true do
+        local data = conn:read()
+        if not data then break end
+        received = received + #data
+      end
+      closed = true
+    end })
+    local before = support.open_fds()
+    local pulled = 0
+    collectgarbage("stop") -- the request must close it, not the collector
+    local task = tycho.spawn(function()
+      return http.request{ url = "http://127.0.0.1:" .. srv.port, method = "PUT",
+        body = function()
+          tycho.sleep(0)
+          pulled = pulled + 1
+          if pulled > 100000 then return nil end -- a bound; never reached
+          return ("u"):rep(16384)
+        end }
+    end)
+    support.wait_for(function() return received > 1024 * 1024 end, "1 MiB to arrive")
+    task:cancel()
+    assert.has_error(function() task:join() end, "task was cancelled")
+    support.wait_for(function() return closed end, "the server to see the connection end")
+    support.wait_for(function() return support.open_fds() == before end, "the descriptors to be released")
+    collectgarbage("restart")
+    assert.is_true(pulled < 100000)
+    assert.are.equal(0, client.idle_count())
+    srv:close()
+  end)
+
+  it("awaits the socket: the source runs at most a few MiB ahead of the server", function()
+    -- The receiving socket gets a small fixed buffer (no autotuning), so
+    -- what is in flight is bounded by the client's send buffer (4 MiB at
+    -- most on Linux) and the client's write high-water mark.
+    local received, gap = 0, 0
+    local listener = uv.new_tcp()
+    assert(listener:bind("127.0.0.1", 0))
+    local peers = {}
+    assert(listener:listen(8, function()
+      local peer = uv.new_tcp()
+      listener:accept(peer)
+      uv.recv_buffer_size(peer, 65536)
+      peers[#peers + 1] = peer
+      peer:read_start(function(_, data)
+        if data then received = received + #data end
+      end)
+    end))
+    local port = listener:getsockname().port
+    local total = 24 * 1024 * 1024
+    local src = pieces(total // 65536, 65536)
+    local next_piece = src.next
+    local done = false
+    local task = tycho.spawn(function()
+      return http.request{ url = "http://127.0.0.1:" .. port, method = "PUT",
+        headers = { ["Content-Length"] = total }, timeout = 60,
+        body = function()
+          gap = math.max(gap, src.pulled - received)
+          local piece = next_piece()
+          if not piece then done = true end
+          return piece
+        end }
+    end)
+    support.wait_for(function() return done end, "the whole body to be sent")
+    task:cancel()
+    pcall(task.join, task)
+    for _, peer in ipairs(peers) do peer:close() end
+    listener:close()
+    assert.is_true(gap < 8 * 1024 * 1024, ("%d bytes ahead of the server"):format(gap))
+    assert.is_true(received >= total - 8 * 1024 * 1024)
+  end)
+
+  it("returns a 307/308 instead of following it, since the body cannot be sent again", function()
+    local srv, stats = raw_server(function(conn, req)
+      local path = req.line:match("^%u+ (%S+)")
+      if path == "/keep" then
+        conn:write("HTTP/1.1 307 Temporary\r\nLocation: /other\r\nContent-Length: 4\r\n\r\nmove")
+      elseif path == "/see" then
+        conn:write("HTTP/1.1 303 See Other\r\nLocation: /other\r\nContent-Length: 0\r\n\r\n")
+      else
+        conn:write(ok_response(req.line .. " " .. tostring(req.headers["content-length"])))
+      end
+    end)
+    local res = assert(http.request{ url = stats.url .. "/keep", method = "POST",
+      body = pieces(1, 5).next, headers = { ["Content-Length"] = "5" }, follow_redirects = true })
+    assert.are.equal(307, res.status)
+    assert.are.equal("move", res.body)
+    assert.are.equal("aaaaa", stats.requests[1].body)
+    -- 303 asks for a GET without a body: followed, Content-Length dropped.
+    res = assert(http.request{ url = stats.url .. "/see", method = "POST",
+      body = pieces(1, 5).next, headers = { ["Content-Length"] = "5" }, follow_redirects = true })
+    assert.are.equal(200, res.status)
+    assert.are.equal("GET /other HTTP/1.1 nil", res.body)
+    client.close_idle()
+    srv:close()
+  end)
+
+  it("returns the answer of a server that stopped reading the upload", function()
+    local srv = assert(tycho.net.listen{ port = 0, handler = function(conn)
+      repeat local line = conn:read_line() until not line or line == ""
+      conn:write("HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big!")
+    end })
+    local n = 0
+    local res = assert(http.request{ url = "http://127.0.0.1:" .. srv.port, method = "PUT",
+      body = function()
+        n = n + 1
+        if n > 4096 then return nil end -- 256 MiB: a bound, never reached
+        return ("b"):rep(65536)
+      end })
+    assert.are.equal(413, res.status)
+    assert.are.equal("too big!", res.body)
+    assert.is_true(n < 4096)
+    assert.are.equal(0, client.idle_count())
+    srv:close()
+  end)
+end)
+
 describe("http client errors", function()
   it("refuses https:// with a clear message", function()
     local res, err, code = http.get("https://example.com/")
@@ -408,6 +665,15 @@ describe("http client errors", function()
     end, "bad argument #1 to 'request' (header 'X-Bad' contains CR, LF or NUL)")
     assert.has_error(function() http.request{ url = "http://127.0.0.1/", method = "GE T" } end,
       "bad argument #1 to 'request' (invalid method 'GE T')")
+    assert.has_error(function() http.request{ url = "http://127.0.0.1/", body = 42 } end,
+      "bad argument #1 to 'request' (body must be a string, a function or an object"
+      .. " with a read method, got number)")
+    assert.has_error(function() http.request{ url = "http://127.0.0.1/", body = {} } end,
+      "bad argument #1 to 'request' (body must be a string, a function or an object"
+      .. " with a read method, got table)")
+    assert.has_error(function()
+      http.request{ url = "http://127.0.0.1/", body = function() end, headers = { ["Content-Length"] = "ten" } }
+    end, "bad argument #1 to 'request' (invalid Content-Length 'ten')")
   end)
 end)
 
