@@ -10,6 +10,7 @@
  * another request's response.
  */
 #include "core/alloc.h"
+#include "core/json.h"
 #include "core/limits.h"
 #include "http/http.h"
 
@@ -793,6 +794,37 @@ static int res_send(lua_State *L) {
   return 0;
 }
 
+/* Sends the JSON text on top of the stack as the whole response, with
+ * Content-Type application/json (replacing a handler-set one). */
+static void send_json(ty_req *r, lua_State *L) {
+  static const char ctype[] = "Content-Type: application/json\r\n";
+  size_t len;
+  const char *text = lua_tolstring(L, -1, &len);
+  drop_header(&r->rhead, "Content-Type", 12);
+  if (r->has_clen) {
+    drop_header(&r->rhead, "Content-Length", 14);
+    r->has_clen = 0;
+  }
+  r->has_ctype = 1;
+  if (ty_buf_add(&r->rhead, ctype, sizeof ctype - 1) != 0)
+    luaL_error(L, "out of memory");
+  send_full(r, text, len);
+}
+
+/* res:json(value[, status]) ends the response with value encoded as
+ * tycho.json.encode does, as application/json. */
+static int res_json(lua_State *L) {
+  ty_req *r = check_unsent(L);
+  if (lua_toboolean(L, 3)) {
+    lua_Integer code = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, code >= 100 && code <= 999, 3, "status must be 100-999");
+    r->status = (int)code;
+  }
+  ty_json_encode(L, 2); /* runs no Lua code: r stays unsent */
+  send_json(r, L);
+  return 0;
+}
+
 static void cancel_drain_wait(void *ud) { ((ty_req *)ud)->drain_tok = 0; }
 
 static int write_k(lua_State *L, int status, lua_KContext ctx) {
@@ -1108,6 +1140,16 @@ static const char *failure_kind(lua_State *co, ty_req *r) {
   return "handler failed";
 }
 
+/* respond_table(r, value): a handler returned one table, the common JSON
+ * answer. Does what the return hook's res:json would, with no res box and
+ * no Lua in between. */
+static int respond_table(lua_State *L) {
+  ty_req *r = lua_touserdata(L, 1);
+  ty_json_encode(L, 2);
+  send_json(r, L);
+  return 0;
+}
+
 /* The handler returned without responding: use its return values. */
 static void respond_from_results(ty_req *r, lua_State *co) {
   int n = lua_gettop(co);
@@ -1127,8 +1169,13 @@ static void respond_from_results(ty_req *r, lua_State *co) {
     send_failure(r, 500);
     return;
   }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, return_hook_ref);
-  push_box(L, r, RES_MT);
+  if (n == 1 && lua_type(co, 1) == LUA_TTABLE) {
+    lua_pushcfunction(L, respond_table);
+    lua_pushlightuserdata(L, r);
+  } else {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, return_hook_ref);
+    push_box(L, r, RES_MT);
+  }
   lua_xmove(co, L, n);
   if (ty_pcall(L, n + 1, 0) != LUA_OK) {
     ty_report(L, "handler result");
@@ -1250,6 +1297,7 @@ int ty_http_message_open(lua_State *L) {
   static const luaL_Reg res_m[] = {{"status", res_status},
                                    {"header", res_header},
                                    {"send", res_send},
+                                   {"json", res_json},
                                    {"write", res_write},
                                    {"finish", res_finish},
                                    {"send_file", res_send_file},

@@ -8,16 +8,9 @@ local M = {}
 
 local res_methods = core.response_methods
 local req_methods = core.request_methods
-local encode, decode = json.encode, json.decode
+local decode = json.decode
 
----Sends `value` as JSON (Content-Type application/json), ending the response.
----@param value any
----@param status? integer
-function res_methods.json(res, value, status)
-  if status then res:status(status) end
-  res:header("Content-Type", "application/json")
-  res:send(encode(value))
-end
+-- res:json(value[, status]) is in C (src/http/message.c), like res:send.
 
 ---Redirects to `location` (status 302 unless given).
 ---@param location string
