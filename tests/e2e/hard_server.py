@@ -7,7 +7,7 @@ import socket
 import subprocess
 import time
 
-from conftest import TYCHO
+from conftest import TYCHO, check_no_sanitizer_report, end
 
 
 class Server:
@@ -62,14 +62,13 @@ class Server:
         return s
 
     def stop(self):
+        """Ends the server (conftest.end: SIGTERM first, so an ASan build
+        checks for leaks at exit); fails when its stderr holds a sanitizer
+        report. Returns the exit code."""
         if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            end(self.proc)
         self.log.close()
+        check_no_sanitizer_report(self.stderr())
         return self.proc.returncode
 
 

@@ -1,8 +1,7 @@
 """Helpers of the operations e2e tests (workers, access log, metrics)."""
-import re
 import signal
 
-SANITIZER = re.compile(rb"Sanitizer|runtime error:")
+from conftest import SANITIZER
 
 
 def stop_clean(s, sig=signal.SIGTERM):

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from conftest import TYCHO
+from conftest import TYCHO, check_no_sanitizer_report
 
 
 def start_script(tmp_path, code, *args):
@@ -30,6 +30,7 @@ def first_line(p):
 
 def finish(p):
     out, err = p.communicate(timeout=30)
+    check_no_sanitizer_report(err)
     assert p.returncode == 0, err
     return out
 

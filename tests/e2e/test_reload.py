@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import TYCHO
+from conftest import TYCHO, check_no_sanitizer_report
 
 DEADLINE = 10.0  # seconds any awaited condition may take
 RELOADED = re.compile(r"^reloaded app\.lua in \d+ ms$")
@@ -71,6 +71,7 @@ class App:
                 self.proc.kill()
                 self.proc.wait()
         self.reader.join(timeout=DEADLINE)
+        check_no_sanitizer_report("\n".join(self.lines))
 
 
 def handler(body):
