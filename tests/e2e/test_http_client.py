@@ -200,17 +200,22 @@ print(res.body:match("x%-custom: yes") ~= nil, res.body:match("user%-agent: mine
     assert r.stdout.splitlines() == ["1000000\ttrue", "true\ttrue"]
 
 
-def test_http10_server_gets_a_connection_per_request_and_no_fd_leak(tmp_path):
-    srv = start(Http10Handler)
-    try:
-        r = tycho(tmp_path, r"""
-local base = "http://127.0.0.1:" .. ...
+# Lua: fds() counts this process's open file descriptors.
+FDS = r"""
 local function fds()
   local n = 0
   local req = tycho.uv.fs_scandir("/proc/self/fd")
   while tycho.uv.fs_scandir_next(req) do n = n + 1 end
   return n
 end
+"""
+
+
+def test_http10_server_gets_a_connection_per_request_and_no_fd_leak(tmp_path):
+    srv = start(Http10Handler)
+    try:
+        r = tycho(tmp_path, FDS + r"""
+local base = "http://127.0.0.1:" .. ...
 -- warm up: the first request loads modules and may open descriptors
 assert(tycho.http.get(base .. "/hello"))
 local before = fds()
@@ -323,14 +328,8 @@ print(res.body:match("^%S+ %d+"))
 
 
 def test_cancelled_upload_closes_its_connection(server, tmp_path):
-    r = tycho(tmp_path, r"""
+    r = tycho(tmp_path, FDS + r"""
 local base = "http://127.0.0.1:" .. ...
-local function fds()
-  local n = 0
-  local req = tycho.uv.fs_scandir("/proc/self/fd")
-  while tycho.uv.fs_scandir_next(req) do n = n + 1 end
-  return n
-end
 -- warm up: the first request loads modules and may open descriptors
 assert(tycho.http.get(base .. "/hello"))
 require("tycho.http.client").close_idle()
