@@ -24,6 +24,24 @@ describe("tycho.json.encode", function()
     assert.are.equal('[[],[1]]', json.encode({ json.empty_array, { 1 } }))
   end)
 
+  it("swaps every marker, and only the marker, for []", function()
+    local e = json.empty_array
+    assert.are.equal('[[],"a",[],{"x":[]}]', json.encode({ e, "a", e, { x = e } }))
+    assert.are.equal('"\xff\xfe[]"', json.encode("\xff\xfe[]"))
+    assert.are.equal('"x' .. e .. '"', json.encode("x" .. e))
+  end)
+
+  it("puts the caller's line on the message and ignores extra arguments", function()
+    local ok, err = pcall(function()
+      local text = json.encode({ f = print })
+      return text
+    end)
+    assert.is_false(ok)
+    assert.matches("^[^:]*json_spec%.lua:%d+: Cannot serialise function", err)
+    assert.are.equal("null", json.encode())
+    assert.are.equal("1", json.encode(1, 2))
+  end)
+
   it("encodes sparse arrays with nulls instead of refusing them", function()
     assert.are.equal("[1,null,3]", json.encode({ 1, nil, 3 }))
   end)
