@@ -33,10 +33,13 @@ local function connect(path)
   return pipe
 end
 
--- The connection: messages from the server are handled as they arrive;
--- a prompt (or the end of the connection) wakes the main loop.
+-- The connection. Messages from the server go through one queue, in the
+-- order they arrived, and are handled from it; a prompt (or the end of
+-- the connection) wakes the main loop.
 local Link = {}
 Link.__index = Link
+
+M.COMPLETE_TIMEOUT = 0.5 -- seconds Tab waits for the remote names
 
 function Link:wake()
   local w = self.waiter
@@ -68,24 +71,76 @@ function Link:on_message(msg)
     self.prompt = tostring(msg.s)
     self:wake()
   end
+  -- Anything else (an answer to a Tab that gave up waiting) is dropped.
+end
+
+-- The connection ended or the server sent garbage.
+function Link:hang_up()
+  self.gone = true
+  if not self.pipe:is_closing() then self.pipe:close() end
+  self:wake()
+end
+
+-- Handles the queued messages in order; false marks the end.
+function Link:drain()
+  local q = self.queue
+  while q.first <= q.last do
+    local msg = q[q.first]
+    q[q.first] = nil
+    q.first = q.first + 1
+    if msg then
+      self:on_message(msg)
+    else
+      self:hang_up()
+    end
+  end
+end
+
+function Link:push(msg)
+  local q = self.queue
+  q.last = q.last + 1
+  q[q.last] = msg
 end
 
 function Link:start()
-  local split = wire.splitter()
+  self.split = wire.splitter()
+  self.queue = { first = 1, last = 0 }
   self.pipe:read_start(function(err, data)
     if err or not data then
-      self.gone = true
-      if not self.pipe:is_closing() then self.pipe:close() end
-      return self:wake()
+      self:push(false)
+    else
+      local msgs, bad = self.split(data)
+      for _, msg in ipairs(msgs) do self:push(msg) end
+      if bad then self:push(false) end
     end
-    local msgs, bad = split(data)
-    for _, msg in ipairs(msgs) do self:on_message(msg) end
-    if bad then
-      self.gone = true
-      self.pipe:close()
-      self:wake()
-    end
+    self:drain()
   end)
+end
+
+-- Tab: the names the remote session offers for word ({} when it does not
+-- answer in time). libedit asks from inside its key handler and wants the
+-- list back before it returns, so this cannot yield to the loop for the
+-- answer: it blocks on the socket instead (wire.ask), for at most
+-- COMPLETE_TIMEOUT, with the terminal idle meanwhile. Whatever else the
+-- server sends in that time joins the queue behind what came before, and
+-- is handled on the next loop turn, once libedit is done with the screen;
+-- a late answer is recognised by its id and dropped.
+function Link:complete(word)
+  if self.gone or self.pipe:is_closing() then return {} end
+  self.asked = self.asked + 1
+  local id = self.asked
+  local tmp = {}
+  local answer = wire.ask(self.pipe, self.split, { t = "complete", id = id, s = word },
+    function(m) return m.t == "completion" and m.id == id end, M.COMPLETE_TIMEOUT, tmp)
+  for _, msg in ipairs(tmp) do self:push(msg) end
+  if #tmp > 0 then self.timer:start(0, 0, function() self:drain() end) end
+  local list = {}
+  if answer and type(answer.list) == "table" then
+    for _, name in ipairs(answer.list) do
+      if type(name) == "string" then list[#list + 1] = name end
+    end
+  end
+  return list
 end
 
 -- Waits for the server's next prompt; nil when the connection ended.
@@ -108,6 +163,7 @@ end
 function Link:close()
   self.gone = true
   if not self.pipe:is_closing() then self.pipe:close() end
+  if not self.timer:is_closing() then self.timer:close() end
 end
 
 -- Reads lines and sends them, one per prompt, until either side ends.
@@ -151,8 +207,12 @@ function M.main(args)
     cli.say_error("cannot attach to %s: %s", path, tostring(err))
     return 1
   end
-  local reader = input.open({ history = input.history_path() })
-  local link = setmetatable({ pipe = pipe, reader = reader, errors = 0 }, Link)
+  local link
+  local reader = input.open({
+    history = input.history_path(),
+    complete = function(word) return link:complete(word) end,
+  })
+  link = setmetatable({ pipe = pipe, reader = reader, errors = 0, asked = 0, timer = uv.new_timer() }, Link)
   local untake = signals.take(function(sig)
     if sig ~= "SIGINT" then return false end
     if reader.line and reader.line.interrupt() then return true end

@@ -53,6 +53,20 @@ describe("repl completion", function()
     assert.are.same({}, complete.candidates("greeting.x.y", env))
   end)
 
+  it("runs no __index function: lookups are raw along __index tables", function()
+    local calls = 0
+    env.lazy = setmetatable({ real = { leaf = 1 } }, {
+      __index = function()
+        calls = calls + 1
+        return { leaf = 2 }
+      end,
+    })
+    assert.are.same({ "lazy.real.leaf" }, complete.candidates("lazy.real.l", env))
+    assert.are.same({}, complete.candidates("lazy.virtual.l", env))
+    assert.are.same({}, complete.candidates("lazy:x", env))
+    assert.are.equal(0, calls)
+  end)
+
   it("survives an __index that raises", function()
     env.trap = setmetatable({}, { __index = function() error("trap") end })
     assert.are.same({}, complete.candidates("trap.a.b", env))

@@ -42,6 +42,24 @@ local function connect(path)
     return out, err
   end
   function c.close() if not c.pipe:is_closing() then c.pipe:close() end end
+  -- Sends a completion request; returns the answer's list (other messages
+  -- stay queued in c.msgs).
+  function c.complete(id, word)
+    c.send({ t = "complete", id = id, s = word })
+    local found
+    support.wait_for(function()
+      for i, m in ipairs(c.msgs) do
+        if m.t == "completion" then
+          found = table.remove(c.msgs, i)
+          return true
+        end
+      end
+      return c.eof
+    end, "a completion")
+    assert.is_table(found, "no completion before the hang-up")
+    assert.are.equal(id, found.id)
+    return found.list
+  end
   return c
 end
 
@@ -107,11 +125,13 @@ describe("repl server", function()
     b.close()
   end)
 
-  it("cancels a client's running line on interrupt", function()
+  it("cancels a client's running line on interrupt, answering Tab meanwhile", function()
     local c = assert(connect(path))
     c.until_prompt()
     c.send({ t = "line", s = "tycho.sleep(100) return 'finished'" })
     tycho.sleep(0.01)
+    -- Completion is answered at once, even while the line runs.
+    assert.are.same({ "tycho.sleep" }, c.complete(1, "tycho.slee"))
     c.send({ t = "int" })
     local prompt, out, err = c.until_prompt()
     assert.are.equal("> ", prompt)
@@ -145,6 +165,71 @@ describe("repl server", function()
     local c = assert(connect(path))
     c.until_prompt()
     assert.are.equal("3\n", (c.eval("1 + 2")))
+    c.close()
+  end)
+
+  it("completes names from the session's globals over the app's", function()
+    _G.repl_spec_app = { alpha = 1, alps = 2, beta = 3 }
+    local c = assert(connect(path))
+    c.until_prompt()
+    c.eval("repl_spec_mine = { port = 1, ports = 2 }")
+    assert.are.same({ "repl_spec_mine" }, c.complete(1, "repl_spec_mi"))
+    assert.are.same({ "repl_spec_mine.port", "repl_spec_mine.ports" }, c.complete(2, "repl_spec_mine.po"))
+    assert.are.same({ "repl_spec_app.alpha", "repl_spec_app.alps" }, c.complete(3, "repl_spec_app.al"))
+    assert.are.same({ "tycho.http" }, c.complete(4, "tycho.ht"))
+    assert.are.same({ "string.format" }, c.complete(5, "string.form"))
+    assert.are.same({}, c.complete(6, "repl_spec_nothing"))
+    -- Another session does not see this one's globals.
+    local d = assert(connect(path))
+    d.until_prompt()
+    assert.are.same({}, d.complete(7, "repl_spec_mi"))
+    assert.are.same({ "repl_spec_app" }, d.complete(8, "repl_spec_ap"))
+    _G.repl_spec_app = nil
+    c.close()
+    d.close()
+  end)
+
+  it("completes without running __index functions of the app", function()
+    local calls = 0
+    _G.repl_spec_lazy = setmetatable({ real = 1 }, {
+      __index = function(_, k)
+        calls = calls + 1
+        return { inner = k }
+      end,
+    })
+    local c = assert(connect(path))
+    c.until_prompt()
+    assert.are.same({ "repl_spec_lazy.real" }, c.complete(1, "repl_spec_lazy.r"))
+    assert.are.same({}, c.complete(2, "repl_spec_lazy.virtual.in"))
+    assert.are.same({}, c.complete(3, "repl_spec_lazy:x"))
+    assert.are.equal(0, calls)
+    assert.are.equal("1\n", (c.eval("repl_spec_lazy.virtual and 1"))) -- evaluating does run it
+    assert.are.equal(1, calls)
+    _G.repl_spec_lazy = nil
+    c.close()
+  end)
+
+  it("ignores a completion request without an id and goes on", function()
+    local c = assert(connect(path))
+    c.until_prompt()
+    c.send({ t = "complete", s = "tycho." })
+    c.send({ t = "complete", id = "1", s = "tycho." })
+    assert.are.equal("2\n", (c.eval("1 + 1")))
+    for _, m in ipairs(c.msgs) do assert.are_not.equal("completion", m.t) end
+    assert.are.same({ "tycho.sleep" }, c.complete(3, "tycho.slee"))
+    c.close()
+  end)
+
+  it("caps a long list of candidates", function()
+    local big = {}
+    for i = 1, server_mod.MAX_COMPLETIONS + 10 do big[("k%05d"):format(i)] = i end
+    _G.repl_spec_big = big
+    local c = assert(connect(path))
+    c.until_prompt()
+    local list = c.complete(1, "repl_spec_big.k")
+    assert.are.equal(server_mod.MAX_COMPLETIONS, #list)
+    assert.are.equal("repl_spec_big.k00001", list[1])
+    _G.repl_spec_big = nil
     c.close()
   end)
 

@@ -14,7 +14,10 @@
 #include "core/task.h"
 
 #include <editline/readline.h>
+#include <errno.h>
 #include <lauxlib.h>
+#include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,6 +222,73 @@ static char **on_complete(const char *text, int start, int end) {
     m = build_matches(list, len);
   lua_settop(L, top);
   return m;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Blocking reads for completers                                          */
+
+/* libedit calls the completer synchronously, from inside
+ * rl_callback_read_char: it can neither park a task nor run the loop
+ * (uv_run is not reentrant). A completer whose names live elsewhere (the
+ * remote process of `tycho attach`) therefore waits for the answer by
+ * blocking on the connection's fd, briefly and with a deadline. */
+
+#define READ_WAIT_CHUNK 65536 /* bytes read at most per call */
+#define READ_WAIT_MAX 60.0    /* longest wait accepted, in seconds */
+
+/* Pushes nil, "CODE: message", "CODE" for a libuv error code. */
+static int push_uv_fail(lua_State *L, int err) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s", uv_err_name(err), uv_strerror(err));
+  lua_pushstring(L, uv_err_name(err));
+  return 3;
+}
+
+/* Waits until fd is readable or the deadline (uv_hrtime nanoseconds) has
+ * passed: 0, or a negative libuv error code (UV_ETIMEDOUT). */
+static int wait_readable(int fd, uint64_t deadline) {
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  for (;;) {
+    uint64_t now = uv_hrtime();
+    uint64_t left = deadline > now ? deadline - now : 0;
+    int ms = (int)((left + 999999) / 1000000); /* round up: never spin */
+    int rc = poll(&p, 1, ms);
+    if (rc > 0)
+      return 0;
+    if (rc == 0 && uv_hrtime() >= deadline)
+      return UV_ETIMEDOUT;
+    if (rc < 0 && errno != EINTR) /* EINTR: a signal, wait on */
+      return uv_translate_sys_error(errno);
+  }
+}
+
+/* read_wait(fd, timeout) -> data | "" (end of stream) | nil, message, code
+ * Waits at most timeout seconds for fd (non-blocking, such as a luv pipe's
+ * fileno) to be readable, then reads what is there, up to 64 KiB. Blocks
+ * the whole process meanwhile: only for short waits. [-0, +1|3, m] */
+static int l_read_wait(lua_State *L) {
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  lua_Number timeout = luaL_checknumber(L, 2);
+  luaL_argcheck(L, fd >= 0 && fd <= INT_MAX, 1, "not a file descriptor");
+  luaL_argcheck(L, timeout >= 0 && timeout <= READ_WAIT_MAX, 2, "out of range");
+  uint64_t deadline = uv_hrtime() + (uint64_t)(timeout * 1e9);
+  luaL_Buffer b;
+  char *buf = luaL_buffinitsize(L, &b, READ_WAIT_CHUNK);
+  for (;;) {
+    int rc = wait_readable((int)fd, deadline);
+    if (rc != 0)
+      return push_uv_fail(L, rc);
+    ssize_t n = read((int)fd, buf, READ_WAIT_CHUNK);
+    if (n >= 0) {
+      luaL_pushresultsize(&b, (size_t)n);
+      return 1;
+    }
+    /* A readiness that another reader took first, or a signal: wait on. */
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+      return push_uv_fail(L, uv_translate_sys_error(errno));
+    if (uv_hrtime() >= deadline)
+      return push_uv_fail(L, UV_ETIMEDOUT);
+  }
 }
 
 /* ---------------------------------------------------------------------- */
@@ -544,6 +614,7 @@ int ty_repl_line_open(lua_State *L) {
                                    {"history", l_history},
                                    {"close", l_close},
                                    {"modules", l_modules},
+                                   {"read_wait", l_read_wait},
                                    {"guard", l_guard},
                                    {"unguard", l_unguard},
                                    {"took_sigint", l_took_sigint},

@@ -1,12 +1,17 @@
 """REPL into a live process: `tycho run APP --repl PATH` and `tycho attach
 PATH` with piped stdin, against a server that keeps serving real HTTP
-clients (Python's http.client and curl) throughout."""
+clients (Python's http.client and curl) throughout; and tab completion of
+the remote names in `tycho attach` on a real terminal (tmux, as in
+test_repl_tty.py)."""
 import http.client
+import json
 import os
 import re
 import socket
 import stat
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -32,10 +37,10 @@ def get(port):
         conn.close()
 
 
-def start_app(tmp_path):
+def start_app(tmp_path, app=APP):
     """Starts `tycho run APP --port 0 --repl SOCK`; returns proc, port, sock."""
     path = tmp_path / "app.lua"
-    path.write_text(APP)
+    path.write_text(app)
     sock = tmp_path / "repl.sock"
     proc = subprocess.Popen([TYCHO, "run", str(path), "--port", "0", "--repl", str(sock)],
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
@@ -167,3 +172,194 @@ def test_reload_command_swaps_the_app(app, tmp_path):
     r = attach(sock, ".reload\nhits\n")
     assert r.returncode == 0, r.stderr
     assert get(port)[1].startswith("reloaded ")
+
+
+# ---------------------------------------------------------------------------
+# Tab completion in `tycho attach` on a terminal
+
+COMPLETE_APP = """
+inventory = { apples = 1, apricots = 2, bananas = 3 }
+return function(req, res) res:send("ok") end
+"""
+
+
+@pytest.fixture
+def attach_term(tmp_path):
+    """Starts an app with COMPLETE_APP (or the given text), attaches a tmux
+    terminal to it and waits for the first prompt; returns (term, port)."""
+    from test_repl_tty import Term  # imports this module: import it late
+    made = []
+
+    def start(app=COMPLETE_APP):
+        proc, port, sock = start_app(tmp_path, app)
+        made.append(proc)
+        t = Term([TYCHO, "attach", str(sock)], env={"HOME": str(tmp_path)}, cwd=tmp_path)
+        made.append(t)
+        t.wait(r"^attached to process \d+")
+        t.wait(r"^>$")
+        return t, port
+
+    yield start
+    for m in reversed(made):
+        if isinstance(m, subprocess.Popen):
+            m.terminate()
+            assert m.wait(timeout=20) == 0
+        else:
+            m.close()
+
+
+def test_tab_completes_remote_globals_and_fields(attach_term):
+    t, port = attach_term()
+    t.type("invent")
+    t.keys("Tab")
+    t.wait(r"^> inventory$")
+    t.type(".ban")
+    t.keys("Tab")
+    t.wait(r"^> inventory\.bananas$")
+    t.keys("Enter")
+    t.wait(r"^> inventory\.bananas\n3\n>$")
+    assert get(port) == (200, "ok")  # the app served meanwhile
+
+
+def test_tab_completes_tycho_members_and_methods(attach_term):
+    t, _ = attach_term()
+    t.type("tycho.ht")
+    t.keys("Tab")
+    t.wait(r"^> tycho\.http$")
+    t.keys("C-u")
+    t.enter("word = 'x'")
+    t.type("word:up")
+    t.keys("Tab")
+    t.wait(r"^> word:upper$")
+
+
+def test_double_tab_lists_several_candidates(attach_term):
+    t, _ = attach_term()
+    t.type("inventory.a")
+    t.keys("Tab")  # the common prefix of apples and apricots
+    t.wait(r"^> inventory\.ap$")
+    t.keys("Tab")  # ambiguous: the second Tab lists them
+    t.wait(r"inventory\.apples\s+inventory\.apricots")
+    t.type("r")
+    t.keys("Tab")
+    t.wait(r"^> inventory\.apricots$")
+    t.keys("Enter")
+    t.wait(r"^2\n>$")
+
+
+def test_tab_sees_globals_defined_in_the_session(attach_term):
+    t, _ = attach_term()
+    t.enter("settings = { verbose = true, version = 2 }")
+    t.type("settings.verb")
+    t.keys("Tab")
+    t.wait(r"^> settings\.verbose$")
+    t.keys("Enter")
+    t.wait(r"^true\n>$")
+
+
+def test_output_arriving_around_tabs_is_kept_in_order(attach_term):
+    """A timer of the session prints while Tab is pressed again and again:
+    whatever arrives during a completion round trip is shown afterwards, in
+    order, none lost."""
+    t, _ = attach_term()
+    t.enter("n = 0 ticker = tycho.set_interval(5, function() n = n + 1 print('tick ' .. n) end)")
+    for _ in range(30):
+        t.type("invent")
+        t.keys("Tab")
+        t.wait(r"> inventory$")
+        t.keys("C-u")
+    t.line("ticker:stop() return 'stopped at ' .. n")
+    n = int(t.wait(r'^"stopped at (\d+)"$').group(1))
+    ticks = [int(x) for x in re.findall(r"^tick (\d+)", t.screen(), re.M)]
+    assert n > 0 and ticks == list(range(1, n + 1))
+
+
+class FakeServer:
+    """A REPL server speaking the wire protocol from this test, so that the
+    test decides when (and whether) a completion is answered: at once with
+    answer(word) when set, else only by send()."""
+
+    def __init__(self, path):
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(str(path))
+        self.listener.listen(1)
+        self.listener.settimeout(20)
+        self.received = []
+        self.answer = None
+        self.cond = threading.Condition()
+        self.conn = None
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        self.conn, _ = self.listener.accept()
+        self.send({"t": "hello", "pid": 1, "version": "fake"}, {"t": "prompt", "s": "> "})
+        buf = b""
+        while True:
+            data = self.conn.recv(65536)
+            if not data:
+                break
+            buf += data
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                msg = json.loads(line)
+                if msg.get("t") == "complete" and self.answer:
+                    self.send({"t": "completion", "id": msg["id"], "list": self.answer(msg["s"])})
+                with self.cond:
+                    self.received.append(msg)
+                    self.cond.notify_all()
+
+    def send(self, *msgs):
+        self.conn.sendall(b"".join(json.dumps(m).encode() + b"\n" for m in msgs))
+
+    def wait_for(self, pred, what):
+        with self.cond:
+            assert self.cond.wait_for(lambda: any(pred(m) for m in self.received), timeout=15), \
+                f"the fake server never got {what}; got {self.received}"
+            return next(m for m in self.received if pred(m))
+
+    def close(self):
+        if self.conn:
+            self.conn.close()
+        self.listener.close()
+        self.thread.join(timeout=10)
+
+
+def test_a_server_that_does_not_answer_leaves_the_terminal_usable(tmp_path):
+    from test_repl_tty import Term
+    sock = tmp_path / "fake.sock"
+    srv = FakeServer(sock)
+    t = Term([TYCHO, "attach", str(sock)], env={"HOME": str(tmp_path)}, cwd=tmp_path)
+    try:
+        t.wait(r"^attached to process 1 \(Tycho fake\)")
+        t.type("abc")
+        t.wait(r"^> abc$")
+        start = time.monotonic()
+        t.keys("Tab")
+        first = srv.wait_for(lambda m: m.get("t") == "complete", "a completion request")
+        assert first["s"] == "abc"
+        t.type("d")  # shown once the client has given up waiting
+        t.wait(r"^> abcd$")
+        assert time.monotonic() - start < 10
+        # The answer comes late, with output behind it: the answer is
+        # dropped (the line stays), the output is shown.
+        srv.send({"t": "completion", "id": first["id"], "list": ["abc_late"]},
+                 {"t": "out", "s": "late output\n"})
+        t.wait(r"^late output\n> abcd$")
+        # From now on the server answers at once: Tab works again.
+        srv.answer = lambda word: [word + "_ok"]
+        t.keys("Tab")
+        t.wait(r"^> abcd_ok$")
+        second = srv.wait_for(lambda m: m.get("t") == "complete" and m["id"] != first["id"],
+                              "a second completion request")
+        assert second["s"] == "abcd"
+        t.keys("Enter")
+        line = srv.wait_for(lambda m: m.get("t") == "line", "the line")
+        assert line["s"] == "abcd_ok"
+        srv.send({"t": "prompt", "s": "> "})
+        t.wait(r"^> abcd_ok\n>$")
+        t.keys("C-d")
+        t.wait(r"^detached\n\[exited 0\]")
+    finally:
+        t.close()
+        srv.close()

@@ -2,7 +2,8 @@
 --- keywords, `tycho.` members (submodules not loaded yet included), and the
 --- fields of tables reached by dotted paths; after a colon, the methods of
 --- the value (strings through the string library, tables and userdata
---- through their metatable's __index).
+--- through their metatable's __index). Looking names up runs no code of
+--- the app: lookups are raw and follow __index only where it is a table.
 local M = {}
 
 local KEYWORDS = {
@@ -11,18 +12,33 @@ local KEYWORDS = {
   "true", "until", "while",
 }
 
-local MAX_CHAIN = 8 -- __index tables followed when listing fields
+local MAX_CHAIN = 8 -- __index tables followed when looking up or listing
 
 local function is_name(s)
   return type(s) == "string" and s:match("^[%a_][%w_]*$") ~= nil
 end
 
--- Indexes without letting a failing __index escape.
+-- The next table an __index chain leads to from v, or nil. Only tables
+-- are followed: an __index function is code (the app's, maybe with side
+-- effects or a slow lookup), and pressing Tab must never run it.
+local function index_table(v)
+  local mt = getmetatable(v)
+  local index = type(mt) == "table" and rawget(mt, "__index") or nil
+  if type(index) == "table" then return index end
+  return nil
+end
+
+-- v[k] as far as raw lookups along __index tables find it, or nil.
 local function get(v, k)
-  local t = type(v)
-  if t ~= "table" and t ~= "userdata" and t ~= "string" then return nil end
-  local ok, r = pcall(function() return v[k] end)
-  if ok then return r end
+  if type(v) == "string" then v = string end
+  for _ = 1, MAX_CHAIN do
+    if type(v) == "table" then
+      local r = rawget(v, k)
+      if r ~= nil then return r end
+    end
+    v = index_table(v)
+    if v == nil then return nil end
+  end
   return nil
 end
 
@@ -51,10 +67,7 @@ local function collect(v, names, only_functions)
   while v ~= nil and seen < MAX_CHAIN do
     seen = seen + 1
     if type(v) == "table" then add_fields(v, names, only_functions) end
-    local mt = getmetatable(v)
-    local index = type(mt) == "table" and rawget(mt, "__index") or nil
-    if type(index) ~= "table" then break end
-    v = index
+    v = index_table(v)
   end
 end
 

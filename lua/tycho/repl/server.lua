@@ -10,12 +10,15 @@ local core = require "tycho.core"
 local uv = require "luv"
 local check = require "tycho.check"
 local session = require "tycho.repl.session"
+local complete = require "tycho.repl.complete"
+local json = require "tycho.json"
 local wire = require "tycho.repl.wire"
 
 local M = {}
 
 M.BACKLOG = 16
 M.MAX_CLIENTS = 64
+M.MAX_COMPLETIONS = 2000 -- candidates in one answer to Tab
 
 local Server = {}
 Server.__index = Server
@@ -57,8 +60,44 @@ local function close_conn(server, conn)
   notify(conn)
 end
 
+-- The globals a session reads through: those of the app `tycho run`
+-- loaded (a tycho.reload generation, which has its own), looked up anew
+-- each time so that a reload is seen, else the process's.
+local function app_globals()
+  local reload = package.loaded["tycho.reload"]
+  local app = type(reload) == "table" and reload.current
+  local gen = app and app.gen
+  return gen and gen.env or _G
+end
+
+-- What Tab sees in a session: its own globals over the app's, as plain
+-- tables, so that the completer's raw lookups find both without calling
+-- the session's __index function.
+local function completion_env(env)
+  local view = {}
+  for k, v in next, env do view[k] = v end
+  return setmetatable(view, { __index = app_globals() })
+end
+
+-- The candidates, as many as fit well within a wire message.
+local function completions(env, word)
+  local ok, names = pcall(complete.candidates, word, completion_env(env))
+  local list, size = {}, 0
+  for _, name in ipairs(ok and names or {}) do
+    size = size + #name + 3
+    if #list >= M.MAX_COMPLETIONS or size > wire.MAX_LINE // 2 then break end
+    list[#list + 1] = name
+  end
+  if #list == 0 then return json.empty_array end
+  return list
+end
+
 local function on_message(server, conn, msg)
-  if msg.t == "line" and type(msg.s) == "string" then
+  if msg.t == "complete" and type(msg.s) == "string" and math.type(msg.id) == "integer" then
+    -- Answered at once, from the read callback: completion runs no code of
+    -- the app, so it may even while the session runs a line.
+    send(conn, { t = "completion", id = msg.id, list = completions(conn.session.env, msg.s) })
+  elseif msg.t == "line" and type(msg.s) == "string" then
     conn.lines[#conn.lines + 1] = msg.s
     notify(conn)
   elseif msg.t == "int" then
@@ -80,16 +119,6 @@ local function on_read(server, conn, split)
     end
     if bad then close_conn(server, conn) end
   end
-end
-
--- The globals a session reads through: those of the app `tycho run`
--- loaded (a tycho.reload generation, which has its own), looked up anew
--- each time so that a reload is seen, else the process's.
-local function app_globals()
-  local reload = package.loaded["tycho.reload"]
-  local app = type(reload) == "table" and reload.current
-  local gen = app and app.gen
-  return gen and gen.env or _G
 end
 
 local function to_text(...)
