@@ -25,6 +25,27 @@ TYCHO = os.environ.get("TYCHO", os.path.join(ROOT, "build", "tycho"))
 # prints to stderr): ASan/LSan/UBSan headers and UBSan's "runtime error:".
 SANITIZER = re.compile(rb"Sanitizer|runtime error:")
 
+
+
+def _sanitized(path):
+    """True for an ASan build (gcc links libasan, clang embeds its runtime:
+    both leave the __asan_init symbol in the binary)."""
+    try:
+        with open(path, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+SANITIZED = _sanitized(TYCHO)
+
+
+def release_only(reason):
+    """Marks a test that measures what an ASan build cannot (its RSS holds
+    shadow memory and the quarantine; valgrind cannot run it)."""
+    return pytest.mark.skipif(SANITIZED, reason=f"release build only: {reason}")
+
+
 SANITIZER_DIR = tempfile.mkdtemp(prefix="tycho-e2e-sanitizer-")
 os.chmod(SANITIZER_DIR, 0o1777)  # children run as another user (setpriv) write here too
 

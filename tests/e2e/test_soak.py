@@ -5,9 +5,10 @@ and no definite or indirect leaks, and the server must survive it."""
 import os
 import subprocess
 
-from conftest import ROOT, TYCHO
+from conftest import ROOT, TYCHO, release_only
 
 
+@release_only("valgrind cannot run an ASan-instrumented binary")
 def test_short_soak_under_valgrind_is_clean(tmp_path):
     log = tmp_path / "valgrind.log"
     r = subprocess.run(
