@@ -93,8 +93,8 @@ describe("repl wire", function()
     assert.are.same({ { t = "out", s = "half" } }, p.got)
   end)
 
-  it("ask: gives up when the peer sends without end and never answers", function()
-    -- More than one read's worth, so the loop must stop on the deadline.
+  it("ask: reads on across many messages and still gives up on time", function()
+    -- More than one read's worth (64 KiB), none of it the answer.
     local noise = wire.encode({ t = "out", s = ("n"):rep(1000) })
     p.say(noise:rep(150))
     local queue = {}
@@ -102,7 +102,32 @@ describe("repl wire", function()
       queue)
     assert.is_nil(answer)
     assert.are.equal("ETIMEDOUT", code)
-    assert.is_true(#queue > 0 and #queue <= 150)
+    assert.are.equal(150, #queue)
+    assert.are.same({ t = "out", s = ("n"):rep(1000) }, queue[150])
+  end)
+
+  it("ask: stops on the deadline while a peer sends without end", function()
+    -- A real child process floods the socket with messages, none the answer.
+    local exited = false
+    local child = assert(uv.spawn("sh", {
+      args = { "-c", 'while :; do echo \'{"t":"out","s":"flood"}\'; done' },
+      stdio = { nil, p.peer:fileno(), nil },
+    }, function() exited = true end))
+    p.peer:read_stop()
+    support.wait_for(function() return p.got[1] ~= nil end, "the flood")
+    local queue = {}
+    local t0 = uv.hrtime()
+    local answer, _, code = wire.ask(p.client, p.split, { t = "complete", id = 1, s = "x" }, is_answer_1, 0.1,
+      queue)
+    local elapsed = (uv.hrtime() - t0) / 1e9
+    child:kill("sigkill")
+    support.wait_for(function() return exited end, "the child's exit")
+    child:close()
+    assert.is_nil(answer)
+    assert.are.equal("ETIMEDOUT", code)
+    assert.is_true(elapsed >= 0.1 and elapsed < 5, "waited " .. elapsed)
+    assert.is_true(#queue > 0)
+    assert.are.same({ t = "out", s = "flood" }, queue[#queue])
   end)
 
   it("ask: the end of the stream and garbage are queued as false", function()

@@ -89,9 +89,11 @@ function M.ask(pipe, split, msg, is_answer, timeout, queue)
   check.arg(4, "ask", is_answer, "function")
   check.arg(5, "ask", timeout, "number")
   check.arg(6, "ask", queue, "table")
-  local ok, err, code = send_now(pipe, M.encode(msg))
+  local fd, err, code = pipe:fileno()
+  if not fd then return nil, err, code end
+  local ok
+  ok, err, code = send_now(pipe, M.encode(msg))
   if not ok then return nil, err, code end
-  local fd = pipe:fileno()
   local read_wait = require("tycho.repl.line").read_wait
   local deadline = uv.hrtime() + math.floor(timeout * 1e9)
   local answer
