@@ -220,6 +220,78 @@ def test_proxy_upstream_down_is_502():
         assert body["error"].startswith("upstream " + url)
 
 
+def wait_until(pred, what, timeout=20):
+    """Polls pred (bounded) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "timed out waiting for " + what
+        time.sleep(0.01)
+
+
+def part_size(path):
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return -1
+
+
+def test_proxy_streams_a_large_upload_through(tmp_path):
+    """8 MiB through the proxy into the upload example: the upstream writes
+    the first half to disk while the client still holds back the second,
+    so the proxy passes the body on as it arrives instead of buffering it."""
+    up = tmp_path / "up"
+    data = os.urandom(8 * 1024 * 1024)
+    half = len(data) // 2
+    limit = ("--max-body", str(16 * 1024 * 1024))
+    with Server(example("upload"), *limit, env=dict(os.environ, UPLOAD_DIR=str(up))) as upstream:
+        env = dict(os.environ, UPSTREAM=upstream.url)
+        with Server(example("proxy"), *limit, env=env) as proxy:
+            part = up / ".big.bin.part"
+
+            def pieces():
+                for i in range(0, half, 65536):
+                    yield data[i:i + 65536]
+                wait_until(lambda: part_size(part) >= half, "the upstream to write the first half")
+                for i in range(half, len(data), 65536):
+                    yield data[i:i + 65536]
+
+            c = http.client.HTTPConnection(proxy.host, proxy.port, timeout=30)
+            c.request("PUT", "/upload/big.bin", body=pieces(), encode_chunked=True)
+            r = c.getresponse()
+            assert (r.status, json.loads(r.read())) == (201, {"name": "big.bin", "bytes": len(data)})
+            c.close()
+            saved = (up / "big.bin").read_bytes()
+            assert hashlib.sha256(saved).digest() == hashlib.sha256(data).digest()
+            # curl -T: a Content-Length upload (and Expect: 100-continue).
+            src = tmp_path / "second.bin"
+            src.write_bytes(data[:3 * 1024 * 1024])
+            out = subprocess.run(["curl", "-sS", "-T", str(src), proxy.url + "/upload/second.bin"],
+                                 capture_output=True, text=True, timeout=30)
+            assert json.loads(out.stdout) == {"name": "second.bin", "bytes": 3 * 1024 * 1024}, out.stderr
+            assert (up / "second.bin").read_bytes() == data[:3 * 1024 * 1024]
+            proxy.stop_checked()
+        upstream.stop_checked()
+
+
+def test_proxy_client_gone_mid_upload_cuts_the_upstream_upload(tmp_path):
+    """A client that hangs up mid-body: the proxy closes its upstream
+    connection too, so the upload example drops its partial file."""
+    up = tmp_path / "up"
+    limit = ("--max-body", str(16 * 1024 * 1024))
+    with Server(example("upload"), *limit, env=dict(os.environ, UPLOAD_DIR=str(up))) as upstream:
+        env = dict(os.environ, UPSTREAM=upstream.url)
+        with Server(example("proxy"), *limit, env=env) as proxy:
+            part = up / ".cut.bin.part"
+            with socket.create_connection((proxy.host, proxy.port), timeout=20) as s:
+                s.sendall(b"PUT /upload/cut.bin HTTP/1.1\r\nHost: x\r\n"
+                          b"Content-Length: 4000000\r\n\r\n" + b"x" * 1000000)
+                wait_until(lambda: part_size(part) >= 1000000, "the upstream to write the first MiB")
+            wait_until(lambda: part_size(part) == -1, "the upstream to drop the partial file")
+            assert os.listdir(up) == []
+            proxy.stop_checked()
+        upstream.stop_checked()
+
+
 # --- offload -----------------------------------------------------------------
 
 def test_offload_counts_primes_on_a_thread():
