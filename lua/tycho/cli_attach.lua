@@ -40,6 +40,20 @@ local Link = {}
 Link.__index = Link
 
 M.COMPLETE_TIMEOUT = 0.5 -- seconds Tab waits for the remote names
+M.MAX_COMPLETE_TIMEOUT = 10
+
+-- TYCHO_COMPLETE_TIMEOUT=SECONDS overrides the wait (a slow link, a
+-- loaded test machine); a value that is not a number in range is refused
+-- with a warning.
+local function complete_timeout()
+  local text = os.getenv("TYCHO_COMPLETE_TIMEOUT")
+  if not text or text == "" then return M.COMPLETE_TIMEOUT end
+  local t = tonumber(text)
+  if t and t >= 0 and t <= M.MAX_COMPLETE_TIMEOUT then return t end
+  cli.say_error("ignoring TYCHO_COMPLETE_TIMEOUT=%s (seconds from 0 to %d expected)", text,
+    M.MAX_COMPLETE_TIMEOUT)
+  return M.COMPLETE_TIMEOUT
+end
 
 function Link:wake()
   local w = self.waiter
@@ -131,7 +145,7 @@ function Link:complete(word)
   local id = self.asked
   local tmp = {}
   local answer = wire.ask(self.pipe, self.split, { t = "complete", id = id, s = word },
-    function(m) return m.t == "completion" and m.id == id end, M.COMPLETE_TIMEOUT, tmp)
+    function(m) return m.t == "completion" and m.id == id end, self.complete_timeout, tmp)
   for _, msg in ipairs(tmp) do self:push(msg) end
   if #tmp > 0 then self.timer:start(0, 0, function() self:drain() end) end
   local list = {}
@@ -212,7 +226,10 @@ function M.main(args)
     history = input.history_path(),
     complete = function(word) return link:complete(word) end,
   })
-  link = setmetatable({ pipe = pipe, reader = reader, errors = 0, asked = 0, timer = uv.new_timer() }, Link)
+  link = setmetatable({
+    pipe = pipe, reader = reader, errors = 0, asked = 0, timer = uv.new_timer(),
+    complete_timeout = reader.interactive and complete_timeout(),
+  }, Link)
   local untake = signals.take(function(sig)
     if sig ~= "SIGINT" then return false end
     if reader.line and reader.line.interrupt() then return true end

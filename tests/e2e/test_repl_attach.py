@@ -183,6 +183,11 @@ return function(req, res) res:send("ok") end
 """
 
 
+# Tab waits this long for the answer in these tests (0.5 s by default), so
+# that a loaded machine cannot make a completion give up.
+PATIENT = {"TYCHO_COMPLETE_TIMEOUT": "10"}
+
+
 @pytest.fixture
 def attach_term(tmp_path):
     """Starts an app with COMPLETE_APP (or the given text), attaches a tmux
@@ -190,10 +195,10 @@ def attach_term(tmp_path):
     from test_repl_tty import Term  # imports this module: import it late
     made = []
 
-    def start(app=COMPLETE_APP):
+    def start(app=COMPLETE_APP, env=PATIENT):
         proc, port, sock = start_app(tmp_path, app)
         made.append(proc)
-        t = Term([TYCHO, "attach", str(sock)], env={"HOME": str(tmp_path)}, cwd=tmp_path)
+        t = Term([TYCHO, "attach", str(sock)], env={"HOME": str(tmp_path), **env}, cwd=tmp_path)
         made.append(t)
         t.wait(r"^attached to process \d+")
         t.wait(r"^>$")
@@ -222,7 +227,9 @@ def test_tab_completes_remote_globals_and_fields(attach_term):
 
 
 def test_tab_completes_tycho_members_and_methods(attach_term):
-    t, _ = attach_term()
+    # A bad timeout is refused with a warning; the default applies.
+    t, _ = attach_term(env={"TYCHO_COMPLETE_TIMEOUT": "soon"})
+    t.wait(r"^tycho: ignoring TYCHO_COMPLETE_TIMEOUT=soon \(seconds from 0 to 10 expected\)$")
     t.type("tycho.ht")
     t.keys("Tab")
     t.wait(r"^> tycho\.http$")
@@ -329,7 +336,8 @@ def test_a_server_that_does_not_answer_leaves_the_terminal_usable(tmp_path):
     from test_repl_tty import Term
     sock = tmp_path / "fake.sock"
     srv = FakeServer(sock)
-    t = Term([TYCHO, "attach", str(sock)], env={"HOME": str(tmp_path)}, cwd=tmp_path)
+    t = Term([TYCHO, "attach", str(sock)], cwd=tmp_path,
+             env={"HOME": str(tmp_path), "TYCHO_COMPLETE_TIMEOUT": "0.3"})
     try:
         t.wait(r"^attached to process 1 \(Tycho fake\)")
         t.type("abc")
