@@ -305,7 +305,7 @@ function tycho.http.url_decode(s) end
 function tycho.http.query_parse(query) end
 
 ---Yields: yes. The HTTP client's `request` (`tycho.http.client.request`).
----@param opts table
+---@param opts {url: string, method?: string, headers?: table, body?: string|fun(): string?|tycho.Stream|tycho.File, timeout?: number, connect_timeout?: number, follow_redirects?: boolean|integer, stream?: boolean, max_body?: integer, max_header_bytes?: integer}
 ---@return tycho.ClientResponse?
 ---@return string?
 ---@return string?
@@ -576,9 +576,13 @@ function tycho_http_static.new(dir, opts) end
 local tycho_http_client = {}
 
 ---Yields: yes. `opts`: `url`, `method`, `headers`, `body`, `timeout` (30),
----`connect_timeout` (10), `follow_redirects`, `stream`, `max_body`. Fails:
----`nil, message, code` (`ECONNREFUSED`, `ETIMEDOUT`, ...).
----@param opts table
+---`connect_timeout` (10), `follow_redirects`, `stream`, `max_body`. `body` is
+---a string, or streamed: a function returning the next piece (nil at the end;
+---it may await) or an object with `:read()` (a file, a stream); sent chunked
+---unless `headers` give a Content-Length. Fails: `nil, message, code`
+---(`ECONNREFUSED`, `ETIMEDOUT`, `EBODY` when a streamed body fails,
+---`ECONTENTLENGTH` when it does not match its Content-Length, ...).
+---@param opts {url: string, method?: string, headers?: table, body?: string|fun(): string?|tycho.Stream|tycho.File, timeout?: number, connect_timeout?: number, follow_redirects?: boolean|integer, stream?: boolean, max_body?: integer, max_header_bytes?: integer}
 ---@return tycho.ClientResponse?
 ---@return string?
 ---@return string?
