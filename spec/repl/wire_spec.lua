@@ -168,6 +168,8 @@ describe("repl wire", function()
   end)
 
   it("ask names its bad arguments", function()
+    assert.has_error(function() wire.ask(nil, p.split, {}, is_answer_1, 1, {}) end,
+      "bad argument #1 to 'ask' (userdata expected, got nil)")
     assert.has_error(function() wire.ask(p.client, nil, {}, is_answer_1, 1, {}) end,
       "bad argument #2 to 'ask' (function expected, got nil)")
     assert.has_error(function() wire.ask(p.client, p.split, {}, is_answer_1, "1", {}) end,

@@ -84,6 +84,7 @@ end
 ---@param queue table
 ---@return table? answer or nil, message, code (ETIMEDOUT, EAGAIN, EOF...)
 function M.ask(pipe, split, msg, is_answer, timeout, queue)
+  check.arg(1, "ask", pipe, "userdata")
   check.arg(2, "ask", split, "function")
   check.arg(3, "ask", msg, "table")
   check.arg(4, "ask", is_answer, "function")
