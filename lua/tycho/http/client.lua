@@ -1,7 +1,8 @@
 --- tycho.http.client: an HTTP/1.1 client over tycho.net, with responses
 --- parsed by llhttp in C (src/http/client_parser.c). Keep-alive connections
 --- are pooled per host:port; chunked and read-until-close bodies, opt-in
---- bounded redirects, streaming bodies and connect/total timeouts.
+--- bounded redirects, streamed request and response bodies and
+--- connect/total timeouts.
 --- Only http:// URLs: TLS is not part of Tycho yet.
 local uv = require "luv"
 local check = require "tycho.check"
