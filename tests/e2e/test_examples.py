@@ -2,6 +2,7 @@
 requests from Python's http.client and curl, so none of them rots."""
 import hashlib
 import http.client
+import http.server
 import json
 import os
 import re
@@ -271,6 +272,46 @@ def test_proxy_streams_a_large_upload_through(tmp_path):
             assert (up / "second.bin").read_bytes() == data[:3 * 1024 * 1024]
             proxy.stop_checked()
         upstream.stop_checked()
+
+
+def test_proxy_streams_the_upstream_answer_back():
+    """The upstream sends the first piece of a chunked answer and holds the
+    rest until the client has read that piece through the proxy."""
+    go = threading.Event()
+
+    class Upstream(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"6\r\nfirst \r\n")
+            self.wfile.flush()
+            last = b"last" if go.wait(20) else b"late"  # late: held back by the proxy
+            self.wfile.write(b"4\r\n" + last + b"\r\n0\r\n\r\n")
+
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    upstream.daemon_threads = True
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    try:
+        env = dict(os.environ, UPSTREAM="http://127.0.0.1:%d" % upstream.server_address[1])
+        with Server(example("proxy"), env=env) as proxy:
+            c = http.client.HTTPConnection(proxy.host, proxy.port, timeout=30)
+            c.request("GET", "/stream")
+            r = c.getresponse()
+            assert (r.status, r.getheader("transfer-encoding")) == (200, "chunked")
+            assert r.read(6) == b"first "
+            go.set()
+            assert r.read() == b"last"
+            c.close()
+            proxy.stop_checked()
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
 
 
 def test_proxy_client_gone_mid_upload_cuts_the_upstream_upload(tmp_path):
