@@ -15,7 +15,10 @@
 #define EMPTY "\xff\xfe[]\xff"
 #define EMPTY_QUOTED "\"" EMPTY "\""
 
-static char codec_key; /* registry: the cjson codec's encode function */
+/* Registry reference to the cjson codec's encode function. An integer key:
+ * a light userdata key costs a hash lookup in the registry per response.
+ * Only the host state opens this module. */
+static int codec_ref = LUA_NOREF;
 
 /* Replaces every quoted marker in s[0..n) with [] and pushes the result.
  * [-0, +1, m] */
@@ -36,7 +39,7 @@ static void swap_markers(lua_State *L, const char *s, size_t n) {
 
 void ty_json_encode(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &codec_key) != LUA_TFUNCTION)
+  if (lua_rawgeti(L, LUA_REGISTRYINDEX, codec_ref) != LUA_TFUNCTION)
     luaL_error(L, "tycho.json is not loaded");
   lua_pushvalue(L, idx);
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
@@ -71,7 +74,9 @@ static int l_encode(lua_State *L) {
 static int l_set_codec(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &codec_key);
+  if (codec_ref != LUA_NOREF) /* tycho.json loaded again */
+    luaL_unref(L, LUA_REGISTRYINDEX, codec_ref);
+  codec_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;
 }
 
