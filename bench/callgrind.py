@@ -1,7 +1,11 @@
 """Instructions per request under callgrind (repeatable on a busy machine).
 
     /usr/bin/python3 bench/callgrind.py [TYCHO] [--app bench/app.lua]
-        [--path / --path /json] [--small 500] [--large 2500] [--top 25]
+        [--path /] [--path /json] ... [--small 500] [--large 2500] [--top 25]
+
+TYCHO defaults to build-release/tycho (build it with bench/run.sh or
+cmake); the paths default to bench/app.lua's four: /, /json (res:json),
+/json/encode (res:header + tycho.json.encode + res:send), /json/return.
 
 For each path, runs `TYCHO run APP --port 0` under valgrind --tool=callgrind
 twice, sends SMALL then LARGE keep-alive requests over one connection, stops
@@ -101,7 +105,7 @@ def main():
     ap.add_argument("--large", type=int, default=2500)
     ap.add_argument("--top", type=int, default=25)
     a = ap.parse_args()
-    paths = a.path or ["/", "/json"]
+    paths = a.path or ["/", "/json", "/json/encode", "/json/return"]
     outdir = os.path.join(HERE, ".run", "callgrind")
     os.makedirs(outdir, exist_ok=True)
     per, files = {}, {}
