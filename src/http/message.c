@@ -1294,14 +1294,11 @@ int ty_http_message_open(lua_State *L) {
                                    {"body", req_body},
                                    {"chunks", req_chunks},
                                    {NULL, NULL}};
-  static const luaL_Reg res_m[] = {{"status", res_status},
-                                   {"header", res_header},
-                                   {"send", res_send},
-                                   {"json", res_json},
-                                   {"write", res_write},
-                                   {"finish", res_finish},
-                                   {"send_file", res_send_file},
-                                   {NULL, NULL}};
+  static const luaL_Reg res_m[] = {
+      {"status", res_status},       {"header", res_header},
+      {"send", res_send},           {"json", res_json},
+      {"write", res_write},         {"finish", res_finish},
+      {"send_file", res_send_file}, {NULL, NULL}};
   init_token_chars();
   lua_newtable(L);
   int mod = lua_gettop(L);
