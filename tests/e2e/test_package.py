@@ -19,7 +19,10 @@ import subprocess
 import pytest
 
 import tycho_server
-from conftest import ROOT, TYCHO
+from conftest import ROOT, TYCHO, release_only
+
+# The .deb and `make install` take the release build folder of $TYCHO.
+pytestmark = release_only("packages the release build")
 
 BUILD = os.path.dirname(os.path.abspath(TYCHO))
 
