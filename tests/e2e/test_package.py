@@ -159,6 +159,16 @@ def test_lintian_finds_no_error_or_warning(deb):
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+def test_binary_is_hardened(deb):
+    """lintian's info tags: full RELRO with BIND_NOW, stack protector and
+    fortified functions (Debian's default hardening)."""
+    out = subprocess.run(["lintian", "-I", "--tag-display-limit", "0", deb],
+                         capture_output=True, text=True, timeout=300)
+    for tag in ("hardening-no-bindnow", "hardening-no-relro", "hardening-no-pie",
+                "hardening-no-fortify-functions"):
+        assert tag not in out.stdout, out.stdout
+
+
 def test_changelog_is_compressed_and_names_the_version(extracted, deb):
     raw = (extracted / "usr/share/doc/tycho/changelog.gz").read_bytes()
     assert raw[:2] == b"\x1f\x8b"
