@@ -65,7 +65,12 @@ local function parse_response(raw)
   local headers = {}
   for name, value in head:gmatch("\r\n([^:\r\n]+): ([^\r\n]*)") do
     name = name:lower()
-    headers[name] = headers[name] and (headers[name] .. ", " .. value) or value
+    if name == "set-cookie" then -- never joined: a list, one item per line
+      headers[name] = headers[name] or {}
+      table.insert(headers[name], value)
+    else
+      headers[name] = headers[name] and (headers[name] .. ", " .. value) or value
+    end
   end
   local body = rest
   if (headers["transfer-encoding"] or ""):lower():find("chunked", 1, true) then

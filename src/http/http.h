@@ -134,6 +134,7 @@ void ty_req_body_event(ty_req *r);
 void ty_req_drained(ty_req *r);
 void ty_req_pump_file(ty_req *r);
 int ty_http_message_open(lua_State *L);
+void ty_cookies_push(lua_State *L, ty_req *r); /* req.cookies */
 void ty_res_error(ty_conn *c, int status, int close_after);
 void ty_http_date(char *out); /* "Date: ...\r\n", 37 bytes + NUL */
 const char *ty_http_reason(int status);

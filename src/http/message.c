@@ -280,6 +280,8 @@ static int cached(lua_State *L, ty_req *r, const char *key, size_t klen) {
     push_headers(L, r);
   else if (strcmp(key, "params") == 0)
     lua_newtable(L);
+  else if (strcmp(key, "cookies") == 0)
+    ty_cookies_push(L, r); /* cookie.c */
   else
     return 0;
   lua_pushlstring(L, key, klen);
@@ -1243,6 +1245,18 @@ static int l_set_return_hook(lua_State *L) {
   return 0;
 }
 
+/* core.append_header(res, name, value): adds one line of header `name`,
+ * keeping earlier ones (res:cookie's Set-Cookie lines). The caller checks
+ * name and value; CR, LF and NUL are refused here as in res:header. */
+static int l_append_header(lua_State *L) {
+  ty_req *r = check_unsent(L);
+  size_t n;
+  const char *name = luaL_checklstring(L, 2, &n);
+  luaL_checkstring(L, 3);
+  add_header_line(L, r, name, n, 3);
+  return 0;
+}
+
 static int l_url_decode(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
@@ -1312,6 +1326,8 @@ int ty_http_message_open(lua_State *L) {
   lua_pop(L, 1);
   lua_pushcfunction(L, l_set_return_hook);
   lua_setfield(L, mod, "set_return_hook");
+  lua_pushcfunction(L, l_append_header);
+  lua_setfield(L, mod, "append_header");
   lua_pushcfunction(L, l_url_decode);
   lua_setfield(L, mod, "url_decode");
   lua_pushcfunction(L, l_query_parse);

@@ -11,6 +11,7 @@ local req_methods = core.request_methods
 local decode = json.decode
 
 -- res:json(value[, status]) is in C (src/http/message.c), like res:send.
+require "tycho.http.cookie" -- res:cookie, res:clear_cookie
 
 ---Redirects to `location` (status 302 unless given).
 ---@param location string
@@ -106,6 +107,11 @@ end
 ---A handler serving files under `dir`.
 function M.static(dir, opts)
   return require("tycho.http.static").new(dir, opts)
+end
+
+---CORS middleware for app:use (see tycho.http.cors.new).
+function M.cors(opts)
+  return require("tycho.http.cors").new(opts)
 end
 
 M.url_decode = core.url_decode
