@@ -287,6 +287,11 @@ function tycho.http.router() end
 ---@return function
 function tycho.http.static(dir, opts) end
 
+---Yields: no. CORS middleware for `app:use` (see `tycho.http.cors.new`).
+---@param opts? table
+---@return function
+function tycho.http.cors(opts) end
+
 ---Yields: no. `app` as a `function(req, res)` when it is a function or
 ---callable (a router), else nil.
 ---@param app any
@@ -365,6 +370,7 @@ function HttpServer:set_log(fn) end
 ---@field url string
 ---@field query table
 ---@field headers table
+---@field cookies table
 ---@field params table
 ---@field remote_addr string
 ---@field remote_port integer
@@ -417,6 +423,26 @@ function Response:status(code) end
 ---@param value string|table
 ---@return tycho.Response
 function Response:header(name, value) end
+
+---Yields: no. Adds one `Set-Cookie` line (earlier ones stay). `expires` is
+---epoch seconds; `same_site` is `"Strict"`, `"Lax"` or `"None"`. Raises for a
+---name that is not a token, a value with characters cookies cannot carry
+---(blank, `"`, `,`, `;`, `\`, controls, non-ASCII), a bad option,
+---`same_site = "None"` or `partitioned` without `secure`, and `__Secure-` /
+---`__Host-` names without what their prefix requires.
+---@param name string
+---@param value string
+---@param opts? {max_age?: integer, expires?: integer, path?: string, domain?: string, secure?: boolean, http_only?: boolean, same_site?: string, partitioned?: boolean}
+---@return tycho.Response
+function Response:cookie(name, value, opts) end
+
+---Yields: no. Adds a `Set-Cookie` line that deletes the cookie (empty value,
+---`Max-Age=0`, an `Expires` in 1970); give the `path` and `domain` it was set
+---with. Raises as `res:cookie`.
+---@param name string
+---@param opts? table
+---@return tycho.Response
+function Response:clear_cookie(name, opts) end
 
 ---Yields: no. Ends the response (Content-Type defaults to text/plain).
 ---@param body? string
@@ -561,6 +587,37 @@ local tycho_http_static = {}
 ---@param opts? table
 ---@return function
 function tycho_http_static.new(dir, opts) end
+
+---Set-Cookie lines (RFC 6265): `res:cookie` and `res:clear_cookie` are
+---defined here; `req.cookies` is parsed in C. Page: [http.md](http.md#cookies).
+---@class tycho.http.cookie
+local tycho_http_cookie = {}
+
+---Yields: no. The `Set-Cookie` value `res:cookie` would send, checked the
+---same way (raises likewise).
+---@param name string
+---@param value string
+---@param opts? table
+---@return string
+function tycho_http_cookie.serialize(name, value, opts) end
+
+---Cross-Origin Resource Sharing middleware. Page: [http.md](http.md#cors).
+---@class tycho.http.cors
+local tycho_http_cors = {}
+
+---Yields: no. A middleware `(req, res, next)`. Requests without `Origin` pass
+---untouched; a preflight (`OPTIONS` with `Access-Control-Request-Method`) is
+---answered `204` with the `Access-Control-Allow-*` headers (none when the
+---origin is refused); other requests get `Access-Control-Allow-Origin` (`*`,
+---or the origin reflected with `Vary: Origin`), `-Allow-Credentials`,
+---`-Expose-Headers`, then go on. `origins`: `"*"` (default), one origin, a
+---list or a predicate; `methods` (default `GET, HEAD, PUT, PATCH, POST,
+---DELETE`); `headers` (default: the ones the preflight asks for); `max_age`
+---(seconds). Raises for `credentials = true` with `origins = "*"` and for bad
+---options.
+---@param opts? {origins?: string|string[]|fun(origin: string): boolean, methods?: string|string[], headers?: string|string[], expose?: string|string[], credentials?: boolean, max_age?: integer}
+---@return function
+function tycho_http_cors.new(opts) end
 
 ---An HTTP/1.1 client with pooled keep-alive connections; `http://` only. Page:
 ---[http-client.md](http-client.md).
@@ -1390,9 +1447,10 @@ function WebSocket:close(code, reason) end
 tycho.test = {}
 
 ---Yields: yes. Runs one request through `app` over an in-process socket pair;
----returns `{status=, headers=, body=}`. `opts`: `method`, `path`, `query`,
----`headers`, `body` (a table is sent as JSON), `limits`. Raises when `app` is
----not a handler.
+---returns `{status=, headers=, body=}` (repeated headers joined with `, `,
+---except `set-cookie`: a list, one item per line). `opts`: `method`, `path`,
+---`query`, `headers`, `body` (a table is sent as JSON), `limits`. Raises when
+---`app` is not a handler.
 ---@param app function|table
 ---@param opts? table
 ---@return table?
