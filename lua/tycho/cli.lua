@@ -25,7 +25,8 @@ usage: tycho [options] [script.lua [args...]]
                     --cpu-limit MS (a handler's cpu per request: 503),
                     --memory-limit MB (Lua memory cap: docs/security.md),
                     --max-body BYTES (request body limit, default 1048576:
-                    413 above it)
+                    413 above it), --gzip (gzip text and JSON answers for
+                    clients that accept it: docs/http.md)
   test [PATH...]    run busted specs inside the host (default: spec/)
   repl              interactive prompt with the event loop running behind it
   attach PATH       REPL inside the process serving the Unix socket PATH

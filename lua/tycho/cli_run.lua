@@ -11,7 +11,7 @@ M.GRACE_SECONDS = 10
 M.BLOCK_WARN_MS = 200 -- `--block-warn` default; 0 turns the watchdog off
 
 M.OPTIONS = { "--host", "--port", "--grace", "--repl", "--watch", "--block-warn", "--cpu-limit",
-  "--memory-limit", "--max-body", "--workers", "--worker-id", "--access-log", "--log-level" }
+  "--memory-limit", "--max-body", "--workers", "--worker-id", "--access-log", "--log-level", "--gzip" }
 
 local function parse(args)
   local o = { host = "127.0.0.1", port = 8080, script_args = {} }
@@ -38,6 +38,8 @@ local function parse(args)
       i = i + 1
     elseif a == "--watch" then
       o.watch = true -- hot reload on save (lua/tycho/reload.lua)
+    elseif a == "--gzip" then
+      o.gzip = true -- serve{compression = true} (docs/http.md, Compression)
     elseif a == "--block-warn" or a == "--cpu-limit" or a == "--memory-limit"
         or a == "--max-body" then
       -- the loop watchdog (src/thread/watchdog.c); a handler's cpu time per
@@ -204,6 +206,7 @@ function M.main(args)
   local worker = o.worker_id and require "tycho.worker"
   local server, lerr, lcode = http.serve { host = o.host, port = o.port, handler = handler,
     cpu_limit_ms = o.cpu_limit, memory_limit_mb = o.memory_limit, max_body_bytes = o.max_body,
+    compression = o.gzip,
     fd = worker and worker.LISTEN_FD } -- a worker listens on the supervisor's socket
   if not server then
     if lcode == "EADDRINUSE" then

@@ -40,6 +40,12 @@ typedef struct {
   uint32_t name, name_len, value, value_len; /* offsets into ty_req.head */
 } ty_span;
 
+/* res:compress(): the server's choice, never, or whenever the client
+ * accepts gzip. */
+enum { TY_GZ_SERVER, TY_GZ_OFF, TY_GZ_ON };
+
+typedef struct ty_gzip_conf ty_gzip_conf; /* compress.c */
+
 /* Response progress. */
 enum { RES_NONE, RES_STREAMING, RES_DONE };
 
@@ -74,6 +80,8 @@ struct ty_req {
   uint64_t file_tok; /* the handler parked until the file is sent */
   uint64_t cpu_used_ns, cpu_last_ns, cpu_loop_ms; /* see message.c cpu_hook */
   unsigned cpu_stopped : 1;
+  unsigned gz_mode : 2; /* TY_GZ_*: res:compress() */
+  void *gz;             /* z_stream of a gzipped streamed body, or NULL */
   int ref_req, ref_res; /* registry refs of the Lua objects, while live */
   ty_req *next_free;
 };
@@ -111,8 +119,9 @@ struct ty_server {
   lua_Integer generation;
   int port;
   unsigned closing : 1, closed : 1, sweep_late : 1;
-  int handles_open; /* listener + sweep timer not yet closed */
-  int log_ref;      /* access log hook (server:set_log), LUA_NOREF when off */
+  int handles_open;   /* listener + sweep timer not yet closed */
+  int log_ref;        /* access log hook (server:set_log), LUA_NOREF when off */
+  ty_gzip_conf *gzip; /* serve{compression=...}, NULL when off */
   char host[64];
 };
 
@@ -138,6 +147,16 @@ void ty_cookies_push(lua_State *L, ty_req *r); /* req.cookies */
 void ty_res_error(ty_conn *c, int status, int close_after);
 void ty_http_date(char *out); /* "Date: ...\r\n", 37 bytes + NUL */
 const char *ty_http_reason(int status);
+
+/* compress.c: gzip for responses (see the file's header) */
+ty_gzip_conf *ty_gzip_conf_read(lua_State *L, int opts); /* NULL: off */
+void ty_gzip_conf_free(ty_gzip_conf *g);
+/* A whole body: the bytes to send (compressed, or body) and their length */
+const char *ty_gzip_whole(ty_req *r, const char *body, size_t *len);
+void ty_gzip_stream_start(ty_req *r); /* may set r->gz */
+const char *ty_gzip_chunk(ty_req *r, const char *p, size_t *len);
+const char *ty_gzip_finish(ty_req *r, size_t *len); /* frees r->gz */
+void ty_gzip_end(ty_req *r);
 
 /* ops.c */
 extern uint64_t ty_http_open_conns; /* all servers, for metrics */

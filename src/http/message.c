@@ -71,6 +71,7 @@ static void shrink(ty_buf *b) {
 }
 
 void ty_req_free(ty_req *r) {
+  ty_gzip_end(r); /* connection gone mid-stream */
   if (r->file_fd >= 0)
     close(r->file_fd); /* connection gone mid-file */
   r->file_fd = -1;
@@ -625,6 +626,7 @@ static void send_full(ty_req *r, const char *body, size_t len) {
   r->res_state = RES_DONE;
   if (c->closing)
     return;
+  body = ty_gzip_whole(r, body, &len);
   put_head(r, len, 0);
   if (!r->head_only && !no_body_status(r->status)) {
     ty_buf_add(&c->out, body, len);
@@ -853,6 +855,8 @@ static void put_chunk(ty_req *r, const char *p, size_t len) {
   ty_conn *c = r->conn;
   if (len == 0 || r->head_only || no_body_status(r->status))
     return;
+  if (r->gz && (p = ty_gzip_chunk(r, p, &len), len == 0))
+    return; /* an empty chunk would end the body */
   if (r->chunked) {
     char hex[24];
     int n = snprintf(hex, sizeof hex, "%zx\r\n", len);
@@ -866,6 +870,7 @@ static void put_chunk(ty_req *r, const char *p, size_t len) {
 
 static void start_stream(ty_req *r) {
   r->res_state = RES_STREAMING;
+  ty_gzip_stream_start(r);
   r->chunked = !r->has_clen && r->http_minor >= 1;
   if (!r->has_clen && !r->http_minor)
     r->res_close = 1; /* 1.0: end by close */
@@ -898,6 +903,11 @@ static void finish_stream(ty_req *r) {
   ty_conn *c = r->conn;
   if (r->res_state == RES_NONE)
     start_stream(r);
+  if (r->gz) { /* the gzip trailer, as the last chunk */
+    size_t len;
+    const char *p = ty_gzip_finish(r, &len);
+    put_chunk(r, p, len);
+  }
   if (r->chunked && !r->head_only)
     ty_buf_add(&c->out, "0\r\n\r\n", 5);
   r->res_state = RES_DONE;
@@ -1026,6 +1036,17 @@ static int res_send_file(lua_State *L) {
     return 0;
   r->file_tok = ty_task_prepare(L);
   return ty_task_park_k(L, cancel_file_wait, r, send_file_k, 0);
+}
+
+/* res:compress(on) -> res: false never gzips this response; true gzips it
+ * whenever the client accepts gzip, whatever the server's options say
+ * (never for HEAD, 204, 206, 304 or a Content-Encoding already set). */
+static int res_compress(lua_State *L) {
+  ty_req *r = check_unsent(L);
+  luaL_checktype(L, 2, LUA_TBOOLEAN);
+  r->gz_mode = lua_toboolean(L, 2) ? TY_GZ_ON : TY_GZ_OFF;
+  lua_settop(L, 1);
+  return 1;
 }
 
 /* res.sent -> whether the response has ended. Methods (the upvalue) come
@@ -1308,11 +1329,15 @@ int ty_http_message_open(lua_State *L) {
                                    {"body", req_body},
                                    {"chunks", req_chunks},
                                    {NULL, NULL}};
-  static const luaL_Reg res_m[] = {
-      {"status", res_status},       {"header", res_header},
-      {"send", res_send},           {"json", res_json},
-      {"write", res_write},         {"finish", res_finish},
-      {"send_file", res_send_file}, {NULL, NULL}};
+  static const luaL_Reg res_m[] = {{"status", res_status},
+                                   {"header", res_header},
+                                   {"send", res_send},
+                                   {"json", res_json},
+                                   {"write", res_write},
+                                   {"finish", res_finish},
+                                   {"send_file", res_send_file},
+                                   {"compress", res_compress},
+                                   {NULL, NULL}};
   init_token_chars();
   lua_newtable(L);
   int mod = lua_gettop(L);

@@ -226,7 +226,11 @@ static int bind_listen(ty_server *s, const char *host, int port, int backlog,
   return 0;
 }
 
-static void on_failed_close(uv_handle_t *h) { free(h->data); }
+static void on_failed_close(uv_handle_t *h) {
+  ty_server *s = h->data;
+  ty_gzip_conf_free(s->gzip);
+  free(s);
+}
 
 /* A new server struct with the limits of the options table at idx (0:
  * the defaults), not yet visible to Lua. */
@@ -239,12 +243,15 @@ static ty_server *new_server(lua_State *L, int idx) {
     read_limits(L, lua_gettop(L), &lim);
     lua_pop(L, 1);
   }
+  ty_gzip_conf *gzip = idx ? ty_gzip_conf_read(L, idx) : NULL;
   ty_server *s = calloc(1, sizeof *s);
   if (!s) {
+    ty_gzip_conf_free(gzip);
     luaL_error(L, "out of memory");
     return NULL;
   }
   s->lim = lim;
+  s->gzip = gzip;
   s->conns.next = s->conns.prev = &s->conns;
   s->close_waiters_ref = s->log_ref = LUA_NOREF;
   s->generation = 1;
@@ -416,6 +423,7 @@ static int l_gc(lua_State *L) {
   /* Only reachable here once closed (open servers anchor themselves), or
    * while the state closes, after teardown closed every handle. */
   if (b->s && (b->s->closed || ty_host_get()->L != L)) {
+    ty_gzip_conf_free(b->s->gzip);
     free(b->s);
     b->s = NULL;
   }
