@@ -11,13 +11,23 @@
 -- Bad input gets a 400 whose JSON body says what is wrong, e.g.
 -- {"error":"title must be a non-empty string of at most 200 characters"}.
 -- The todos live in memory, in tycho.state, so a hot reload
--- (`--watch`) keeps them.
+-- (`--watch`) keeps them. A front-end served from another origin
+-- (http://localhost:3000, a dev server) may call it: the CORS middleware
+-- answers the browser's preflight and lets its scripts read Location.
 local tycho = require "tycho"
 
 local app = tycho.http.router()
 local store = tycho.state("todos", function() return { next_id = 1, items = {} } end)
 
 local MAX_TITLE = 200
+
+app:use(tycho.http.cors {
+  origins = { "http://localhost:3000" },
+  methods = { "GET", "POST", "PATCH", "DELETE" },
+  headers = { "Content-Type" },
+  expose = { "Location" },
+  max_age = 600,
+})
 
 local function fail(res, status, message)
   res:json({ error = message }, status)

@@ -187,3 +187,27 @@ def test_node_fetch_from_refused_origin_gets_no_allow_headers(srv):
     assert out["preflight"]["headers"] == {"vary": "Origin"}
     assert out["simple"]["status"] == 200
     assert out["simple"]["headers"] == {"vary": "Origin"}
+
+
+def test_rest_api_example_answers_a_cross_origin_front_end():
+    example = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "rest-api", "app.lua")
+    front = "http://localhost:3000"
+    with Server(example) as s:
+        pre, _ = get(s, "/todos", {"Origin": front, "Access-Control-Request-Method": "POST",
+                                   "Access-Control-Request-Headers": "content-type"},
+                     method="OPTIONS")
+        assert pre.status == 204
+        assert pre.getheader("Access-Control-Allow-Origin") == front
+        assert pre.getheader("Access-Control-Allow-Methods") == "GET, POST, PATCH, DELETE"
+        assert pre.getheader("Access-Control-Allow-Headers") == "Content-Type"
+        conn = http.client.HTTPConnection(s.host, s.port, timeout=10)
+        conn.request("POST", "/todos", body=json.dumps({"title": "from the front-end"}),
+                     headers={"Origin": front, "Content-Type": "application/json"})
+        made = conn.getresponse()
+        assert made.status == 201 and json.loads(made.read())["title"] == "from the front-end"
+        conn.close()
+        assert made.getheader("Access-Control-Allow-Origin") == front
+        assert made.getheader("Access-Control-Expose-Headers") == "Location"
+        assert made.getheader("Location") == "/todos/1"
+        other, _ = get(s, "/todos", {"Origin": "http://elsewhere.example"})
+        assert other.status == 200 and other.getheader("Access-Control-Allow-Origin") is None
