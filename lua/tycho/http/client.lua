@@ -1,13 +1,14 @@
 --- tycho.http.client: an HTTP/1.1 client over tycho.net, with responses
 --- parsed by llhttp in C (src/http/client_parser.c). Keep-alive connections
 --- are pooled per host:port; chunked and read-until-close bodies, opt-in
---- bounded redirects, streamed request and response bodies and
---- connect/total timeouts.
+--- bounded redirects, streamed request and response bodies,
+--- connect/total timeouts, and gzip/deflate answers decoded (tycho.zlib).
 --- Only http:// URLs: TLS is not part of Tycho yet.
 local uv = require "luv"
 local check = require "tycho.check"
 local net = require "tycho.net"
 local response_parser = require "tycho.http.response_parser"
+local zlib = require "tycho.zlib"
 
 local M = {}
 
@@ -18,6 +19,7 @@ M.MAX_BODY = 64 * 1024 * 1024 -- buffered response bodies beyond this fail
 M.MAX_REDIRECTS = 5       -- when follow_redirects is true
 M.MAX_IDLE_PER_HOST = 16  -- pooled idle connections per host:port
 M.IDLE_TIMEOUT = 30       -- seconds an idle pooled connection is kept
+M.ACCEPT_ENCODING = "gzip, deflate" -- sent unless the caller sets one or decompress = false
 
 local READ_SIZE = 64 * 1024
 
@@ -134,7 +136,7 @@ end
 
 -- Builds the request head; user headers override the defaults. A streamed
 -- body (`framing` set) goes chunked unless the caller gave a Content-Length.
-local function build_head(method, u, headers, body, framing)
+local function build_head(method, u, headers, body, framing, decompress)
   local lines = { ("%s %s HTTP/1.1\r\n"):format(method, u.target) }
   local given = {}
   for name, value in pairs(headers) do
@@ -149,6 +151,7 @@ local function build_head(method, u, headers, body, framing)
   end
   default("Host", u.authority)
   default("User-Agent", M.USER_AGENT)
+  if decompress then default("Accept-Encoding", M.ACCEPT_ENCODING) end
   if framing then
     if framing.chunked then default("Transfer-Encoding", "chunked") end
   elseif body or method == "POST" or method == "PUT" or method == "PATCH" then
@@ -372,6 +375,39 @@ local function exchange(method, u, head, body, framing, deadline, opts)
 end
 
 -- ---------------------------------------------------------------------
+-- Content-Encoding: answers decoded as they are read
+
+local DECODERS = { gzip = "gunzip", ["x-gzip"] = "gunzip", deflate = "inflate" }
+
+-- A zlib stream for the response's Content-Encoding (nil for identity or
+-- one we do not know: those bodies stay as sent). The headers map then
+-- describes the decoded body: Content-Encoding and Content-Length (the
+-- wire's) leave it, raw_headers keeps them, and res.content_encoding says
+-- what was decoded.
+local function decoder(res, method, max_size)
+  local coding = res.headers["content-encoding"]
+  if not coding or method == "HEAD" or res.status == 204 or res.status == 304 then return nil end
+  coding = coding:lower():match("^%s*(.-)%s*$")
+  local kind = DECODERS[coding]
+  if not kind then return nil end
+  res.headers["content-encoding"], res.headers["content-length"] = nil, nil
+  res.content_encoding = coding
+  return zlib.stream(kind, { max_size = max_size })
+end
+
+-- Runs a piece (or the end: nil) through the decoder: the output, or nil,
+-- message, code.
+local function decode(dec, piece, max_size)
+  local out, err, code
+  if piece then out, err, code = dec:update(piece) else out, err, code = dec:finish() end
+  if out then return out end
+  if code == "Z_TOO_LARGE" then
+    return err3("ETOOLARGE", "response body larger than %d bytes (decompressed)", max_size)
+  end
+  return err3("EDECODE", "cannot decode the response body (%s)", err)
+end
+
+-- ---------------------------------------------------------------------
 -- Responses
 
 local Response = {}
@@ -382,19 +418,26 @@ Response.__index = Response
 function Response:read()
   local st = self._st
   if not st then return nil end
-  local entry, p = st.entry, st.entry.parser
+  local entry, p, dec = st.entry, st.entry.parser, st.dec
   while true do
-    local piece = p:body()
-    if piece ~= "" then return piece end
-    if p:done() or entry.got_eof then
-      self._st = nil
-      release(st.key, entry)
-      return nil
+    local piece, err, code = p:body(), nil, nil
+    if dec and piece ~= "" then piece, err, code = decode(dec, piece, st.max) end
+    if piece and piece ~= "" then return piece end
+    if not err and (p:done() or entry.got_eof) then
+      local last = ""
+      if dec then last, err, code = decode(dec, nil, st.max) end
+      if last then
+        self._st = nil
+        release(st.key, entry)
+        if last ~= "" then return last end
+        return nil
+      end
     end
-    local _, err, code = step(entry, st.deadline)
+    if not err then _, err, code = step(entry, st.deadline) end
     if err then
       self._st = nil
       entry.conn:close()
+      if dec then dec:close() end
       return nil, err, code
     end
   end
@@ -430,6 +473,7 @@ function Response:close()
   if not st then return end
   self._st = nil
   st.entry.conn:close()
+  if st.dec then st.dec:close() end
 end
 
 Response.__close = Response.close
@@ -440,10 +484,18 @@ Response.__gc = Response.close
 
 local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
 
-local function collect_body(entry, deadline, max_body)
+local function collect_body(entry, deadline, max_body, dec)
   local p, parts, size = entry.parser, {}, 0
   while true do
     local piece = p:body()
+    if dec and piece ~= "" then
+      local err, code
+      piece, err, code = decode(dec, piece, max_body)
+      if not piece then
+        entry.conn:close()
+        return nil, err, code
+      end
+    end
     if piece ~= "" then
       size = size + #piece
       if size > max_body then
@@ -458,6 +510,14 @@ local function collect_body(entry, deadline, max_body)
       entry.conn:close()
       return nil, err, code
     end
+  end
+  if dec then
+    local last, err, code = decode(dec, nil, max_body)
+    if not last then
+      entry.conn:close()
+      return nil, err, code
+    end
+    parts[#parts + 1] = last
   end
   return table.concat(parts)
 end
@@ -484,6 +544,7 @@ local function check_opts(opts)
   check.opt(1, "request", opts.timeout, "number")
   check.opt(1, "request", opts.connect_timeout, "number")
   check.opt(1, "request", opts.follow_redirects, "boolean|number")
+  check.opt(1, "request", opts.decompress, "boolean")
   local method = (opts.method or "GET"):upper()
   check_token(1, "request", method, "method")
   for name, value in pairs(opts.headers or {}) do
@@ -525,7 +586,8 @@ end
 ---end, or an object with :read()), `timeout` (seconds for everything,
 ---default 30), `connect_timeout` (default 10), `follow_redirects` (true
 ---for up to 5, or a number), `stream` (return before the body; read it with
----res:read()), `max_body` (bytes). Returns `{status=, reason=, headers=,
+---res:read()), `max_body` (bytes, of the decoded body), `decompress`
+---(default true: ask for gzip and decode gzip/deflate answers). Returns `{status=, reason=, headers=,
 ---raw_headers=, body=, url=}`, or nil, message, code. Yields.
 ---@param opts table
 function M.request(opts)
@@ -537,7 +599,7 @@ function M.request(opts)
   for hop = 0, max_redirects do
     local u, uerr, ucode = M.parse_url(url)
     if not u then return nil, uerr, ucode end
-    local head = build_head(method, u, headers, body, framing)
+    local head = build_head(method, u, headers, body, framing, opts.decompress ~= false)
     local entry, key_or_err, code = exchange(method, u, head, body, framing, deadline, opts)
     if not entry then return nil, key_or_err, code end
     local closer <close> = guard(entry.conn) -- until released or handed on
@@ -567,11 +629,15 @@ function M.request(opts)
     elseif follow then
       return err3("ETOOMANYREDIRECTS", "too many redirects (more than %d) at %s", max_redirects, url)
     elseif opts.stream then
-      res._st = { entry = entry, key = key, deadline = deadline }
+      local dec = opts.decompress ~= false and decoder(res, method, opts.max_body)
+      res._st = { entry = entry, key = key, deadline = deadline, max = opts.max_body,
+                  dec = dec or nil }
       closer.conn = nil
       return setmetatable(res, Response)
     else
-      local data, berr, bcode = collect_body(entry, deadline, opts.max_body or M.MAX_BODY)
+      local max_body = opts.max_body or M.MAX_BODY
+      local dec = opts.decompress ~= false and decoder(res, method, max_body)
+      local data, berr, bcode = collect_body(entry, deadline, max_body, dec or nil)
       if not data then return nil, berr, bcode end
       release(key, entry)
       closer.conn = nil
