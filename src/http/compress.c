@@ -91,8 +91,9 @@ static size_t types_size(lua_State *L, int t, size_t *ntypes) {
   for (size_t i = 1; i <= n; i++) {
     size_t len;
     lua_rawgeti(L, -1, (lua_Integer)i);
+    int is_str = lua_type(L, -1) == LUA_TSTRING; /* before a conversion */
     const char *s = lua_tolstring(L, -1, &len);
-    if (lua_type(L, -1) != LUA_TSTRING || len == 0 || strlen(s) != len)
+    if (!is_str || len == 0 || strlen(s) != len)
       luaL_error(L,
                  "bad option 'compression.types' to 'serve' (entry %d "
                  "is not a media type string)",
