@@ -23,6 +23,7 @@
 #define _GNU_SOURCE /* memmem */
 #include "core/limits.h"
 #include "http/http.h"
+#include "http/ws_deflate.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
@@ -39,6 +40,8 @@
 #define WS_QUEUE_HIGH (1024 * 1024)       /* unreceived bytes: stop reading */
 #define WS_HEAD_MAX (16 * 1024)           /* client: response head */
 #define WS_LINGER_MS 2000 /* after our FIN: read and drop until the peer's */
+#define WS_KEEP_BUF (1024 * 1024) /* larger message buffers are not kept */
+#define RSV1 0x40                 /* permessage-deflate: compressed */
 
 enum { ST_CONNECTING, ST_OPEN, ST_CLOSING, ST_CLOSED };
 enum {
@@ -73,9 +76,12 @@ typedef struct ty_ws {
   uv_shutdown_t sreq;
   uv_connect_t creq;
   ty_buf in, out, wbuf, frag;
+  ty_buf zbuf;  /* a compressed message being framed */
+  ty_wsd *pmd;  /* permessage-deflate, when negotiated */
   ws_msg *head, *tail;
   size_t queued;
   int frag_op;
+  int frag_z; /* the message in frag arrives compressed */
   int state;
   unsigned client : 1, writing : 1, shut : 1, shutting : 1, handler_done : 1,
       boxed : 1, timer_open : 1, read_paused : 1, taken : 1, eof : 1,
@@ -270,6 +276,8 @@ static void maybe_free(ty_ws *ws) {
   ty_buf_free(&ws->out);
   ty_buf_free(&ws->wbuf);
   ty_buf_free(&ws->frag);
+  ty_buf_free(&ws->zbuf);
+  ty_wsd_free(ws->pmd);
   free(ws);
 }
 
@@ -295,10 +303,15 @@ static void on_tcp_closed(uv_handle_t *h) {
   maybe_free(ws);
 }
 
+/* Closed: no message will be compressed or inflated any more, so the zlib
+ * streams go now rather than with the ws. */
 static void set_closed(ty_ws *ws, int code, const char *reason, size_t len) {
   if (ws->state == ST_CLOSED)
     return;
   ws->state = ST_CLOSED;
+  ty_wsd_free(ws->pmd);
+  ws->pmd = NULL;
+  ty_buf_free(&ws->zbuf);
   ws->code = code;
   if (len >= sizeof ws->reason)
     len = sizeof ws->reason - 1;
@@ -426,7 +439,8 @@ static void flush(ty_ws *ws) {
   }
 }
 
-/* Appends one frame; a client masks it. Returns 0 or -1 (no memory). */
+/* Appends one frame; a client masks it. op may carry RSV1. Returns 0 or -1
+ * (no memory). */
 static int put_frame(ty_ws *ws, int op, const void *data, size_t len) {
   unsigned char h[14];
   size_t n = 2;
@@ -648,38 +662,83 @@ static void on_control(ty_ws *ws, int op, unsigned char *p, size_t len) {
   }
 }
 
-static void on_data_frame(ty_ws *ws, int op, int fin, const char *p,
+/* Inflates a compressed message's frame onto frag; 0, or -1 when the
+ * connection failed. */
+static int inflate_frame(ty_ws *ws, int fin, const char *p, size_t len) {
+  int rc = ty_wsd_inflate(ws->pmd, p, len, fin, &ws->frag, ws->max_message);
+  if (rc == TY_WSD_TOO_BIG)
+    fail(ws, 1009, "message too big");
+  else if (rc == TY_WSD_CORRUPT)
+    fail(ws, 1007, "invalid compressed data");
+  else if (rc != TY_WSD_OK)
+    fail(ws, 1011, "out of memory");
+  return rc == TY_WSD_OK ? 0 : -1;
+}
+
+/* A data frame: z says its message is compressed (RSV1 on its first
+ * frame). Messages gather in frag unless they come whole and plain. */
+static void on_data_frame(ty_ws *ws, int op, int fin, int z, const char *p,
                           size_t len) {
-  if (op == OP_CONT) {
-    if (!ws->frag_op) {
-      fail(ws, 1002, "continuation frame without a message");
-      return;
-    }
-    if (ty_buf_add(&ws->frag, p, len) != 0) {
-      fail(ws, 1011, "out of memory");
-      return;
-    }
-    if (!fin)
-      return;
-    int mop = ws->frag_op;
-    size_t mlen = ws->frag.len;
-    ws->frag_op = 0;
-    ws->frag.len = 0;
-    message(ws, mop, ws->frag.p, mlen);
+  if (op == OP_CONT && !ws->frag_op) {
+    fail(ws, 1002, "continuation frame without a message");
     return;
   }
-  if (ws->frag_op) {
+  if (op != OP_CONT && ws->frag_op) {
     fail(ws, 1002, "new message inside a fragmented one");
     return;
   }
-  if (fin) {
+  if (op != OP_CONT && fin && !z) {
     message(ws, op, p, len);
     return;
   }
-  ws->frag_op = op;
-  ws->frag.len = 0;
-  if (ty_buf_add(&ws->frag, p, len) != 0)
+  if (op != OP_CONT) {
+    ws->frag_op = op;
+    ws->frag_z = z;
+    ws->frag.len = 0;
+  }
+  if (ws->frag_z) {
+    if (inflate_frame(ws, fin, p, len) != 0)
+      return;
+  } else if (ty_buf_add(&ws->frag, p, len) != 0) {
     fail(ws, 1011, "out of memory");
+    return;
+  }
+  if (!fin)
+    return;
+  int mop = ws->frag_op;
+  size_t mlen = ws->frag.len;
+  ws->frag_op = 0;
+  ws->frag.len = 0;
+  message(ws, mop, ws->frag.p, mlen);
+  if (ws->frag.cap > WS_KEEP_BUF)
+    ty_buf_free(&ws->frag);
+}
+
+/* RSV1 is permessage-deflate's, and only on a message's first frame;
+ * RSV2/3 belong to no extension we speak. Returns 0 or -1 (failed). */
+static int check_rsv(ty_ws *ws, int b0) {
+  int op = b0 & 0x0F;
+  if (b0 & 0x30)
+    return fail(ws, 1002, "reserved bits set"), -1;
+  if (!(b0 & RSV1))
+    return 0;
+  if (!ws->pmd)
+    return fail(ws, 1002, "RSV1 set without permessage-deflate"), -1;
+  if (op & 8)
+    return fail(ws, 1002, "RSV1 set on a control frame"), -1;
+  if (op == OP_CONT)
+    return fail(ws, 1002, "RSV1 set on a continuation frame"), -1;
+  return 0;
+}
+
+/* Is a frame of len bytes over the message limit? A compressed frame is
+ * inflated as it comes, so only its own size counts (deflate may grow
+ * incompressible data a little); plain fragments add up. */
+static int too_big(ty_ws *ws, int op, int z, uint64_t len) {
+  size_t max = ws->max_message;
+  if (z)
+    return len > max + (max >> 10) + 64;
+  return len + ws->frag.len * (op == OP_CONT) > max;
 }
 
 /* Handles the frame at p[0..n) if complete. Returns the bytes it used, 0
@@ -690,8 +749,9 @@ static ssize_t frame(ty_ws *ws, unsigned char *p, size_t n) {
   int fin = p[0] & 0x80, op = p[0] & 0x0F, masked = p[1] & 0x80;
   uint64_t len = p[1] & 0x7F;
   size_t hl = 2;
-  if (p[0] & 0x70)
-    return fail(ws, 1002, "reserved bits set"), -1;
+  if (check_rsv(ws, p[0]) != 0)
+    return -1;
+  int z = (p[0] & RSV1) || (op == OP_CONT && ws->frag_op && ws->frag_z);
   if ((op > 2 && op < 8) || op > 10)
     return fail(ws, 1002, "unknown opcode"), -1;
   if (op & 8) {
@@ -719,7 +779,7 @@ static ssize_t frame(ty_ws *ws, unsigned char *p, size_t n) {
       return fail(ws, 1002, "frame length out of range"), -1;
     hl = 10;
   }
-  if (!(op & 8) && len + ws->frag.len * (op == OP_CONT) > ws->max_message)
+  if (!(op & 8) && too_big(ws, op, z, len))
     return fail(ws, 1009, "message too big"), -1;
   if (masked)
     hl += 4;
@@ -735,7 +795,7 @@ static ssize_t frame(ty_ws *ws, unsigned char *p, size_t n) {
   if (op & 8)
     on_control(ws, op, data, (size_t)len);
   else
-    on_data_frame(ws, op, fin, (const char *)data, (size_t)len);
+    on_data_frame(ws, op, fin, z, (const char *)data, (size_t)len);
   return ws->state == ST_CLOSED ? -1 : (ssize_t)(hl + len);
 }
 
@@ -971,6 +1031,19 @@ static int receive_k(lua_State *L, int status, lua_KContext ctx) {
   return ws_receive(L);
 }
 
+/* Frames a message, compressed when the extension is on and it is not
+ * below the threshold. Returns 0 or -1 (no memory). */
+static int put_message(ty_ws *ws, int op, const char *p, size_t len) {
+  if (!ws->pmd || !ty_wsd_wants(ws->pmd, len))
+    return put_frame(ws, op, p, len);
+  if (ty_wsd_compress(ws->pmd, p, len, &ws->zbuf) != TY_WSD_OK)
+    return -1;
+  int rc = put_frame(ws, op | RSV1, ws->zbuf.p, ws->zbuf.len);
+  if (ws->zbuf.cap > WS_KEEP_BUF)
+    ty_buf_free(&ws->zbuf);
+  return rc;
+}
+
 static int send_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
@@ -994,7 +1067,7 @@ static int ws_send(lua_State *L) {
   if (!binary && !utf8_valid((const unsigned char *)p, len))
     return luaL_argerror(L, 2,
                          "text is not valid UTF-8 (send it as \"binary\")");
-  if (put_frame(ws, binary ? OP_BINARY : OP_TEXT, p, len) != 0)
+  if (put_message(ws, binary ? OP_BINARY : OP_TEXT, p, len) != 0)
     return luaL_error(L, "out of memory");
   flush(ws);
   if (ws->state == ST_CLOSED)
@@ -1163,8 +1236,42 @@ static void opt_limits(lua_State *L, int idx, ty_ws *ws) {
   lua_pop(L, 3);
 }
 
-/* accept(req, key, protocol|nil, opts) -> ws: writes the 101 response and
- * takes the connection over. The handshake was checked by the caller. */
+/* The integer field k of the table at idx, within lo..hi. [-0, +0, v] */
+static int int_field(lua_State *L, int idx, const char *k, int lo, int hi) {
+  lua_getfield(L, idx, k);
+  lua_Integer v = luaL_checkinteger(L, -1);
+  lua_pop(L, 1);
+  if (v < lo || v > hi)
+    luaL_error(L, "bad permessage-deflate parameter '%s'", k);
+  return (int)v;
+}
+
+/* Turns on permessage-deflate with the parameters the handshake agreed
+ * on (lua/tycho/ws.lua negotiates), from the table at idx, if any. */
+static void opt_deflate(lua_State *L, int idx, ty_ws *ws) {
+  if (lua_isnoneornil(L, idx))
+    return;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  ty_wsd_params p;
+  p.level = int_field(L, idx, "level", 0, 9);
+  p.threshold = (size_t)int_field(L, idx, "threshold", 0, INT32_MAX);
+  p.our_bits = int_field(L, idx, "our_bits", 8, 15);
+  p.peer_bits = int_field(L, idx, "peer_bits", 8, 15);
+  lua_getfield(L, idx, "our_reset");
+  p.our_reset = lua_toboolean(L, -1);
+  lua_getfield(L, idx, "peer_reset");
+  p.peer_reset = lua_toboolean(L, -1);
+  lua_pop(L, 2);
+  ty_wsd_free(ws->pmd);
+  ws->pmd = ty_wsd_new(&p);
+  if (!ws->pmd)
+    luaL_error(L, "out of memory");
+}
+
+/* accept(req, key, protocol|nil, opts, deflate|nil) -> ws: writes the 101
+ * response and takes the connection over. The handshake was checked by
+ * the caller; deflate holds the permessage-deflate parameters agreed on
+ * and `response`, our Sec-WebSocket-Extensions value. */
 static int l_accept(lua_State *L) {
   ty_req *r = ty_req_check(L, 1);
   size_t klen;
@@ -1178,8 +1285,14 @@ static int l_accept(lua_State *L) {
     lua_pushliteral(L, "connection closed");
     return 2;
   }
+  const char *ext = NULL;
+  if (lua_istable(L, 5)) {
+    lua_getfield(L, 5, "response");
+    ext = luaL_checkstring(L, -1); /* stays on the stack, below the ws */
+  }
   ty_ws *ws = ws_new(L);
   opt_limits(L, 4, ws);
+  opt_deflate(L, 5, ws);
   char accept[32];
   lua_pushlstring(L, key, klen);
   lua_pushliteral(L, "258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
@@ -1190,14 +1303,18 @@ static int l_accept(lua_State *L) {
   sha1(all, alen, digest);
   lua_pop(L, 1);
   base64(digest, 20, accept);
-  char head[512];
-  int n =
-      snprintf(head, sizeof head,
-               "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-               "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
-               accept, proto ? "Sec-WebSocket-Protocol: " : "",
-               proto ? proto : "", proto ? "\r\n" : "");
-  ty_buf_add(&ws->out, head, (size_t)n);
+  lua_pushfstring(
+      L,
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s%s%s%s\r\n",
+      accept, proto ? "Sec-WebSocket-Protocol: " : "", proto ? proto : "",
+      proto ? "\r\n" : "", ext ? "Sec-WebSocket-Extensions: " : "",
+      ext ? ext : "", ext ? "\r\n" : "");
+  size_t n;
+  const char *head = lua_tolstring(L, -1, &n);
+  if (ty_buf_add(&ws->out, head, n) != 0)
+    return luaL_error(L, "out of memory");
+  lua_pop(L, 1); /* the ws is on top again */
   r->res_state = RES_DONE;
   r->status = 101;
   ws->conn = c;
@@ -1322,11 +1439,13 @@ static int l_connect(lua_State *L) {
   return ty_task_park_k(L, cancel_wait, &ws->hs, connect_k, 0);
 }
 
-/* ws:_open(): the handshake checked out; frames flow. */
+/* ws:_open([deflate]): the handshake checked out (with the
+ * permessage-deflate parameters agreed on, if any); frames flow. */
 static int ws_open_client(lua_State *L) {
   ty_ws *ws = check_ws(L);
   if (ws->state != ST_CONNECTING)
     return 0;
+  opt_deflate(L, 2, ws);
   uv_timer_stop(&ws->timer);
   open_ws(ws);
   start_reading(ws);
