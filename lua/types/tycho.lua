@@ -267,8 +267,10 @@ tycho.http = {}
 ---required), `host` (`"127.0.0.1"`), `port` (8080; 0 picks a free one),
 ---`backlog` and the limits `max_header_bytes`, `max_headers`,
 ---`max_body_bytes`, `max_connections`, `header_timeout`, `keepalive_timeout`,
----`body_timeout`, `cpu_limit_ms`, `memory_limit_mb`. Fails: `nil, message,
----code` (`EADDRINUSE`, ...).
+---`body_timeout`, `cpu_limit_ms`, `memory_limit_mb`; `compression` (`true`
+---or `{level=, min_length=, types=}`: gzip for clients that accept it,
+---[http.md](http.md#compression)). Fails: `nil, message, code`
+---(`EADDRINUSE`, ...).
 ---@param opts table
 ---@return tycho.HttpServer?
 ---@return string?
@@ -310,7 +312,7 @@ function tycho.http.url_decode(s) end
 function tycho.http.query_parse(query) end
 
 ---Yields: yes. The HTTP client's `request` (`tycho.http.client.request`).
----@param opts {url: string, method?: string, headers?: table, body?: string|fun(): string?|tycho.Stream|tycho.File, timeout?: number, connect_timeout?: number, follow_redirects?: boolean|integer, stream?: boolean, max_body?: integer, max_header_bytes?: integer}
+---@param opts {url: string, method?: string, headers?: table, body?: string|fun(): string?|tycho.Stream|tycho.File, timeout?: number, connect_timeout?: number, follow_redirects?: boolean|integer, stream?: boolean, max_body?: integer, max_header_bytes?: integer, decompress?: boolean}
 ---@return tycho.ClientResponse?
 ---@return string?
 ---@return string?
@@ -477,6 +479,86 @@ function Response:redirect(location, status) end
 ---@return tycho.SSE
 function Response:sse(opts) end
 
+---Yields: no. `false`: never gzip this response; `true`: gzip it whenever the
+---client accepts gzip, even on a server without `compression` or for a type
+---or size it would skip ([http.md](http.md#compression)). Raises once the
+---head is sent.
+---@param on boolean
+---@return tycho.Response
+function Response:compress(on) end
+
+---gzip, zlib and raw deflate (zlib, in C). Page: [http.md](http.md#tychozlib).
+---Corrupt input returns `nil, message, "Z_DATA_ERROR"`, input that ends too
+---early `"Z_BUF_ERROR"`, output above `max_size` `"Z_TOO_LARGE"`.
+---@class tycho.zlib
+---@field version string
+tycho.zlib = {}
+
+---Yields: no. `data` in gzip format; `level` 1 (fast) to 9 (small), default 6.
+---@param data string
+---@param level? integer
+---@return string
+function tycho.zlib.gzip(data, level) end
+
+---Yields: no. Decodes gzip (several members back to back too). `max_size`
+---bytes of output at most (none by default: set it for data from outside).
+---Fails: `nil, message, code`.
+---@param data string
+---@param max_size? integer
+---@return string?
+---@return string?
+---@return string?
+function tycho.zlib.gunzip(data, max_size) end
+
+---Yields: no. `format` `"zlib"` (default, RFC 1950) or `"raw"` (RFC 1951).
+---@param data string
+---@param level? integer
+---@param format? string
+---@return string
+function tycho.zlib.deflate(data, level, format) end
+
+---Yields: no. Decodes `"zlib"` data (default; raw deflate is recognised too)
+---or `"raw"`. Fails: `nil, message, code`.
+---@param data string
+---@param max_size? integer
+---@param format? string
+---@return string?
+---@return string?
+---@return string?
+function tycho.zlib.inflate(data, max_size, format) end
+
+---Yields: no. An incremental coder: `kind` `"gzip"`, `"gunzip"`, `"deflate"`,
+---`"inflate"`, `"deflate-raw"` or `"inflate-raw"`.
+---@param kind string
+---@param opts? {level?: integer, max_size?: integer}
+---@return tycho.ZlibStream
+function tycho.zlib.stream(kind, opts) end
+
+---A `tycho.zlib.stream`; closed by `__gc` and `<close>` too.
+---@class tycho.ZlibStream
+local ZlibStream = {}
+
+---Yields: no. Feeds `chunk`; returns the output ready so far (may be `""`).
+---`flush` (compressing): end the output on a byte boundary, so the other side
+---can decode all given so far. Fails: `nil, message, code` (the stream ends).
+---@param chunk string
+---@param flush? boolean
+---@return string?
+---@return string?
+---@return string?
+function ZlibStream:update(chunk, flush) end
+
+---Yields: no. The last output; a decoder whose input stopped early fails with
+---`Z_BUF_ERROR`. The stream then refuses more (`stream is finished`).
+---@param chunk? string
+---@return string?
+---@return string?
+---@return string?
+function ZlibStream:finish(chunk) end
+
+---Yields: no. Frees the zlib state now.
+function ZlibStream:close() end
+
 ---Routes by method and path pattern (`/users/:id`, final `*` or `*name`), with
 ---middleware; 404, 405 with Allow, HEAD falls back to GET. Page:
 ---[http.md](http.md).
@@ -630,16 +712,20 @@ function tycho_http_cors.new(opts) end
 ---@field MAX_REDIRECTS integer
 ---@field MAX_IDLE_PER_HOST integer
 ---@field IDLE_TIMEOUT number
+---@field ACCEPT_ENCODING string
 local tycho_http_client = {}
 
 ---Yields: yes. `opts`: `url`, `method`, `headers`, `body`, `timeout` (30),
----`connect_timeout` (10), `follow_redirects`, `stream`, `max_body`. `body` is
+---`connect_timeout` (10), `follow_redirects`, `stream`, `max_body` (of the
+---decoded body), `decompress` (true: send `Accept-Encoding: gzip, deflate`
+---and decode such answers; false: neither). `body` is
 ---a string, or streamed: a function returning the next piece (nil at the end;
 ---it may await) or an object with `:read()` (a file, a stream); sent chunked
 ---unless `headers` give a Content-Length. Fails: `nil, message, code`
 ---(`ECONNREFUSED`, `ETIMEDOUT`, `EBODY` when a streamed body fails,
----`ECONTENTLENGTH` when it does not match its Content-Length, ...).
----@param opts {url: string, method?: string, headers?: table, body?: string|fun(): string?|tycho.Stream|tycho.File, timeout?: number, connect_timeout?: number, follow_redirects?: boolean|integer, stream?: boolean, max_body?: integer, max_header_bytes?: integer}
+---`ECONTENTLENGTH` when it does not match its Content-Length, `EDECODE` for a
+---corrupt gzip/deflate body, `ETOOLARGE` above `max_body`, ...).
+---@param opts {url: string, method?: string, headers?: table, body?: string|fun(): string?|tycho.Stream|tycho.File, timeout?: number, connect_timeout?: number, follow_redirects?: boolean|integer, stream?: boolean, max_body?: integer, max_header_bytes?: integer, decompress?: boolean}
 ---@return tycho.ClientResponse?
 ---@return string?
 ---@return string?
@@ -677,6 +763,7 @@ function tycho_http_client.idle_count(key) end
 ---@field body string?
 ---@field url string
 ---@field version string
+---@field content_encoding string?
 local ClientResponse = {}
 
 ---Yields: yes. The next piece of a streamed body; nil at the end. Fails:

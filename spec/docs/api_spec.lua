@@ -180,6 +180,8 @@ local function live_classes()
   local reloader = tycho.reload.new(dir .. "/app.lua")
   out.Reloader = methods_of(reloader)
   reloader:close()
+  local zs <close> = require("tycho.zlib").stream("gzip")
+  out.ZlibStream = methods_of(zs)
   for _, close in ipairs(closers) do close() end
   server:wait_closed()
   assert(tycho.fs.unlink(dir .. "/app.lua"))
