@@ -28,6 +28,7 @@ struct ty_wsd {
   ty_wsd_params p;
   z_stream def, inf;
   unsigned def_open : 1, inf_open : 1;
+  unsigned ended : 1; /* the peer's stream ended inside this message */
 };
 
 static const unsigned char tail[4] = {0x00, 0x00, 0xff, 0xff};
@@ -136,9 +137,11 @@ static int inflate_some(ty_wsd *d, const unsigned char *p, size_t n,
     out->len = (size_t)((char *)z->next_out - out->p);
     if (out->len > max)
       return TY_WSD_TOO_BIG;
-    if (rc == Z_STREAM_END) /* the peer ended its stream: a new one may follow */
-      rc = inflateReset(z);
-    else if (rc == Z_MEM_ERROR)
+    if (rc == Z_STREAM_END) { /* see ty_wsd_inflate */
+      d->ended = 1;
+      return inflateReset(z) == Z_OK ? TY_WSD_OK : TY_WSD_CORRUPT;
+    }
+    if (rc == Z_MEM_ERROR)
       return TY_WSD_NOMEM;
     else if (rc != Z_OK && rc != Z_BUF_ERROR)
       return TY_WSD_CORRUPT;
@@ -155,11 +158,17 @@ int ty_wsd_inflate(ty_wsd *d, const void *p, size_t n, int fin, ty_buf *out,
     return TY_WSD_NOMEM;
   if (n > UINT_MAX)
     return TY_WSD_TOO_BIG;
-  int rc = inflate_some(d, p, n, out, max);
-  if (rc != TY_WSD_OK || !fin)
+  /* A peer may end its deflate stream (a block with BFINAL) instead of
+   * flushing it: what follows in the message, our tail included, is not
+   * deflate data any more (RFC 7692 7.2.2), and its next message starts a
+   * new stream. */
+  int rc = d->ended ? TY_WSD_OK : inflate_some(d, p, n, out, max);
+  if (rc == TY_WSD_OK && fin && !d->ended)
+    rc = inflate_some(d, tail, sizeof tail, out, max);
+  if (!fin || rc != TY_WSD_OK)
     return rc;
-  rc = inflate_some(d, tail, sizeof tail, out, max);
-  if (rc == TY_WSD_OK && d->p.peer_reset)
+  if (d->p.peer_reset && !d->ended)
     inflateReset(&d->inf);
+  d->ended = 0;
   return rc;
 }
