@@ -63,7 +63,7 @@ def test_control_fields(deb):
     assert fields["Version"] == "0.1.0"
     assert fields["Architecture"] == "amd64"
     depends = fields["Depends"]
-    for lib in ("libc6", "libuv1", "libedit2"):
+    for lib in ("libc6", "libuv1", "libedit2", "zlib1g"):
         assert lib in depends
     # Lua, luv and cjson are linked in statically: no dependency on them.
     assert "lua" not in depends
@@ -88,8 +88,8 @@ def test_every_shared_library_is_a_declared_dependency(extracted, deb):
         assert q.returncode == 0, q.stderr
         owners.add(q.stdout.split(":")[0])
     # libtinfo, libbsd, libmd come in through libedit2 (its own dependencies).
-    direct = {o for o in owners if o in ("libc6", "libuv1", "libedit2")}
-    assert direct == {"libc6", "libuv1", "libedit2"}
+    direct = {o for o in owners if o in ("libc6", "libuv1", "libedit2", "zlib1g")}
+    assert direct == {"libc6", "libuv1", "libedit2", "zlib1g"}
     for name in direct:
         assert name in depends
 
