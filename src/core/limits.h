@@ -12,6 +12,7 @@
 #define TY_LINGER_TIMEOUT_MS 2000        /* drain after we half-close */
 #define TY_MAX_CONNECTIONS 10000         /* excess get 503 and a close */
 #define TY_WRITE_HIGH_WATER (256 * 1024) /* res:write waits above this */
+#define TY_BODY_HIGH_WATER (256 * 1024)  /* unread req:chunks(): pause reads */
 #define TY_SWEEP_INTERVAL_MS 500         /* timeout check period */
 #define TY_READ_BUFFER (64 * 1024)       /* shared read buffer */
 #define TY_CPU_LIMIT_MS 0                /* handler run time -> 503; 0 off */

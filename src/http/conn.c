@@ -233,6 +233,15 @@ static int backed_up(ty_conn *c) {
   return c->out.len + c->wbuf.len > TY_WRITE_HIGH_WATER;
 }
 
+/* A handler streaming the body (req:chunks) has not taken this much of it
+ * yet: reading stops until it does, so a large upload waits in the kernel
+ * instead of in memory. req:body() wants it all and is never held back. */
+static int body_full(ty_conn *c) {
+  ty_req *r = c->req;
+  return r && r->task && !r->body_done && !r->wait_all &&
+         r->body.len > TY_BODY_HIGH_WATER;
+}
+
 static void parse_error(ty_conn *c, llhttp_errno_t err) {
   int status = 400;
   if (c->req && c->req->status >= 400)
@@ -497,6 +506,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
                                                       TY_READ_BUFFER)) {
     uv_read_stop(s);
     c->paused_read = 1;
+  } else if (!c->closing && body_full(c)) {
+    uv_read_stop(s);
+    c->paused_read = 1;
+    c->deadline = 0; /* the handler is slow, not the client */
   }
   after_io(c);
 }
@@ -508,11 +521,24 @@ static void resume_input(ty_conn *c) {
   c->in_read = 1;
   feed_buffered(c);
   c->in_read = 0;
-  if (c->paused_read && !c->closing && !backed_up(c) &&
+  if (c->paused_read && !c->closing && !backed_up(c) && !body_full(c) &&
       c->in.len <= c->srv->lim.max_header_bytes + TY_READ_BUFFER) {
     c->paused_read = 0;
     ty_conn_resume_reading(c);
   }
+}
+
+/* A body reader took what was buffered (or now wants all of it): reading
+ * stopped by body_full goes on, and the body timeout starts over. */
+void ty_conn_body_taken(ty_conn *c) {
+  if (!c->paused_read || c->closing || c->upgraded || body_full(c) ||
+      backed_up(c) || c->in.len > c->srv->lim.max_header_bytes + TY_READ_BUFFER)
+    return;
+  ty_req *r = c->req;
+  if (r && r->headers_done && !r->body_done)
+    c->deadline = uv_now(c->h.stream.loop) + c->srv->lim.body_timeout_ms;
+  c->paused_read = 0; /* no parsing here: a handler is running */
+  ty_conn_resume_reading(c);
 }
 
 void ty_conn_resume_reading(ty_conn *c) {
@@ -540,6 +566,8 @@ void ty_conn_request_done(ty_conn *c) {
     ty_ws_handler_done(c);
     return;
   }
+  if (r && !r->task && !r->body_done)
+    ty_conn_body_taken(c); /* the rest of the body is read and dropped */
   if (!r || r->task || !r->body_done)
     return;
   int keep = r->keep_alive && !r->res_close && !c->srv->closing;

@@ -132,6 +132,7 @@ void ty_conn_close(ty_conn *c);
 void ty_conn_flush(ty_conn *c);
 void ty_conn_request_done(ty_conn *c);
 void ty_conn_resume_reading(ty_conn *c);
+void ty_conn_body_taken(ty_conn *c); /* req:chunks() took bytes */
 const char *ty_conn_remote(ty_conn *c, char *buf, size_t len, int *port);
 extern const llhttp_settings_t ty_http_settings;
 
@@ -144,6 +145,7 @@ void ty_req_drained(ty_req *r);
 void ty_req_pump_file(ty_req *r);
 int ty_http_message_open(lua_State *L);
 void ty_cookies_push(lua_State *L, ty_req *r); /* req.cookies */
+void ty_url_decode(lua_State *L, const char *s, size_t n, int plus);
 void ty_res_error(ty_conn *c, int status, int close_after);
 void ty_http_date(char *out); /* "Date: ...\r\n", 37 bytes + NUL */
 const char *ty_http_reason(int status);

@@ -387,6 +387,7 @@ static int req_body(lua_State *L) {
     return luaL_error(L, "req:body() after req:chunks() started");
   r->wait_all = 1;
   r->body_tok = ty_task_prepare(L);
+  ty_conn_body_taken(r->conn); /* reading may have stopped for chunks() */
   return ty_task_park_k(L, cancel_body_wait, r, body_k, 0);
 }
 
@@ -407,6 +408,7 @@ static int chunks_iter(lua_State *L) {
     lua_pushlstring(L, r->body.p, r->body.len);
     r->body_read += r->body.len;
     r->body.len = 0;
+    ty_conn_body_taken(r->conn);
     return 1;
   }
   if (r->body_done)

@@ -12,6 +12,7 @@ local decode = json.decode
 
 -- res:json(value[, status]) is in C (src/http/message.c), like res:send.
 require "tycho.http.cookie" -- res:cookie, res:clear_cookie
+require "tycho.http.form" -- req:form, req:parts
 
 ---Redirects to `location` (status 302 unless given).
 ---@param location string
