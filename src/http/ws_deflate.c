@@ -101,6 +101,10 @@ int ty_wsd_compress(ty_wsd *d, const void *data, size_t n, ty_buf *out) {
    * implied on the wire (RFC 7692 7.2.1). */
   if (out->len >= 4 && memcmp(out->p + out->len - 4, tail, 4) == 0)
     out->len -= 4;
+  /* zlib makes nothing of an empty message right after a flush; the wire
+   * needs an empty stored block's first byte (RFC 7692 7.2.3.6). */
+  if (out->len == 0)
+    out->p[out->len++] = 0x00;
   if (d->p.our_reset)
     deflateReset(&d->def);
   return TY_WSD_OK;
