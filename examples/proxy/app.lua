@@ -52,6 +52,7 @@ return function(req, res)
     body = has_body(req) and req:chunks() or nil,
     timeout = TIMEOUT,
     stream = true,
+    decompress = false, -- relay the bytes (and Content-Encoding) as sent
   }
   if not up then
     local status = code == "ETIMEDOUT" and 504 or 502

@@ -189,7 +189,7 @@ describe("response compression", function()
   end)
 
   it("flushes each SSE event at once", function()
-    local r = assert(http.request { url = url .. "/sse", stream = true,
+    local r = assert(http.request { url = url .. "/sse", stream = true, decompress = true,
       headers = { ["Accept-Encoding"] = "gzip" } })
     assert.are.equal("gzip", r.content_encoding)
     local seen = ""
@@ -200,7 +200,7 @@ describe("response compression", function()
   end)
 
   it("frees a stream's state when the client goes away mid-stream", function()
-    local r = assert(http.request { url = url .. "/forever", stream = true,
+    local r = assert(http.request { url = url .. "/forever", stream = true, decompress = true,
       headers = { ["Accept-Encoding"] = "gzip" } })
     assert.matches("^line 1\n", assert(r:read()))
     r:close()
@@ -220,6 +220,16 @@ describe("response compression", function()
     assert.is_nil(v)
     assert.are.equal("ETOOLARGE", code)
     assert.matches("decompressed", err)
+  end)
+
+  it("gives a caller who sets Accept-Encoding the bytes as sent (as Go does)", function()
+    local r = assert(http.get(url .. "/big", { headers = { ["accept-encoding"] = "gzip" } }))
+    assert.are.equal("gzip", r.headers["content-encoding"])
+    assert.is_nil(r.content_encoding)
+    assert.are.equal(BIG, zlib.gunzip(r.body))
+    r = assert(http.get(url .. "/big", { decompress = true, headers = { ["Accept-Encoding"] = "gzip" } }))
+    assert.are.equal(BIG, r.body)
+    assert.are.equal("gzip", r.content_encoding)
   end)
 end)
 

@@ -8,13 +8,14 @@ import hashlib
 import http.client
 import http.server
 import json
+import os
 import subprocess
 import threading
 import zlib
 
 import pytest
 
-from conftest import run
+from conftest import ROOT, run
 from tycho_server import Server
 
 APP = r'''
@@ -161,6 +162,24 @@ def test_no_gzip_flag_no_compression(tmp_path):
         assert raw == text_body()
     finally:
         s.stop()
+
+
+def test_proxy_example_relays_gzip_untouched(srv):
+    """examples/proxy in front of the --gzip server: the client's own
+    Accept-Encoding goes upstream and the gzip bytes come back as sent."""
+    env = dict(os.environ, UPSTREAM=srv.url)
+    proxy = Server(os.path.join(ROOT, "examples", "proxy", "app.lua"), env=env)
+    try:
+        r, raw = get(proxy, "/text", {"Accept-Encoding": "gzip"})
+        assert r.status == 200
+        assert r.getheader("Content-Encoding") == "gzip"
+        assert gzip.decompress(raw) == text_body()
+        r, raw = get(proxy, "/text")
+        assert r.getheader("Content-Encoding") is None
+        assert raw == text_body()
+        assert curl("--compressed", proxy.url + "/json").startswith(b'[{"')
+    finally:
+        proxy.stop()
 
 
 # ---------------------------------------------------------------------------

@@ -136,7 +136,7 @@ end
 
 -- Builds the request head; user headers override the defaults. A streamed
 -- body (`framing` set) goes chunked unless the caller gave a Content-Length.
-local function build_head(method, u, headers, body, framing, decompress)
+local function build_head(method, u, headers, body, framing, ask_gzip)
   local lines = { ("%s %s HTTP/1.1\r\n"):format(method, u.target) }
   local given = {}
   for name, value in pairs(headers) do
@@ -151,7 +151,7 @@ local function build_head(method, u, headers, body, framing, decompress)
   end
   default("Host", u.authority)
   default("User-Agent", M.USER_AGENT)
-  if decompress then default("Accept-Encoding", M.ACCEPT_ENCODING) end
+  if ask_gzip then default("Accept-Encoding", M.ACCEPT_ENCODING) end
   if framing then
     if framing.chunked then default("Transfer-Encoding", "chunked") end
   elseif body or method == "POST" or method == "PUT" or method == "PATCH" then
@@ -561,6 +561,14 @@ local function check_opts(opts)
   return method, streamed and body_framing(opts.headers or {}) or nil
 end
 
+-- Whether headers has name (lower-case), in any case.
+local function has_header(headers, name)
+  for k in pairs(headers) do
+    if k:lower() == name then return true end
+  end
+  return false
+end
+
 -- A copy of headers without those the predicate names (lower-case).
 local function without(headers, drop)
   local kept = {}
@@ -587,8 +595,9 @@ end
 ---default 30), `connect_timeout` (default 10), `follow_redirects` (true
 ---for up to 5, or a number), `stream` (return before the body; read it with
 ---res:read()), `max_body` (bytes, of the decoded body), `decompress`
----(default true: ask for gzip and decode gzip/deflate answers). Returns `{status=, reason=, headers=,
----raw_headers=, body=, url=}`, or nil, message, code. Yields.
+---(default: ask for gzip and decode gzip/deflate answers unless the caller
+---set its own Accept-Encoding; true: decode always; false: neither).
+---Returns `{status=, reason=, headers=, raw_headers=, body=, url=}`, or nil, message, code. Yields.
 ---@param opts table
 function M.request(opts)
   local method, framing = check_opts(opts)
@@ -596,10 +605,14 @@ function M.request(opts)
   local max_redirects = opts.follow_redirects == true and M.MAX_REDIRECTS
     or tonumber(opts.follow_redirects) or 0
   local url, body, headers = opts.url, opts.body, opts.headers or {}
+  -- As Go's client does: our own Accept-Encoding, our own decoding; a
+  -- caller who asks for an encoding gets the bytes as sent (a proxy).
+  local ask = opts.decompress ~= false and not has_header(headers, "accept-encoding")
+  local decode_body = opts.decompress == true or (opts.decompress == nil and ask)
   for hop = 0, max_redirects do
     local u, uerr, ucode = M.parse_url(url)
     if not u then return nil, uerr, ucode end
-    local head = build_head(method, u, headers, body, framing, opts.decompress ~= false)
+    local head = build_head(method, u, headers, body, framing, ask)
     local entry, key_or_err, code = exchange(method, u, head, body, framing, deadline, opts)
     if not entry then return nil, key_or_err, code end
     local closer <close> = guard(entry.conn) -- until released or handed on
@@ -629,14 +642,14 @@ function M.request(opts)
     elseif follow then
       return err3("ETOOMANYREDIRECTS", "too many redirects (more than %d) at %s", max_redirects, url)
     elseif opts.stream then
-      local dec = opts.decompress ~= false and decoder(res, method, opts.max_body)
+      local dec = decode_body and decoder(res, method, opts.max_body)
       res._st = { entry = entry, key = key, deadline = deadline, max = opts.max_body,
                   dec = dec or nil }
       closer.conn = nil
       return setmetatable(res, Response)
     else
       local max_body = opts.max_body or M.MAX_BODY
-      local dec = opts.decompress ~= false and decoder(res, method, max_body)
+      local dec = decode_body and decoder(res, method, max_body)
       local data, berr, bcode = collect_body(entry, deadline, max_body, dec or nil)
       if not data then return nil, berr, bcode end
       release(key, entry)
