@@ -400,8 +400,12 @@ function Request:chunks() end
 ---@return string?
 function Request:json() end
 
----Yields: no. Answers a WebSocket handshake. Fails: answers 400/426 and returns
----`nil, message, status`.
+---Yields: no. Answers a WebSocket handshake. `opts`: `protocols`,
+---`max_message`, `ping_interval`, `idle_timeout`, `permessage_deflate` (`true`,
+---`false` (the default) or `{level=, threshold=, max_window_bits=,
+---server_no_context_takeover=, client_no_context_takeover=}`: accept the
+---client's compression offer; see [websocket.md](websocket.md)). Fails:
+---answers 400/426 and returns `nil, message, status`.
 ---@param opts? table
 ---@return tycho.WebSocket?
 ---@return string?
@@ -1475,8 +1479,10 @@ function tycho.thread.watchdog_status() end
 tycho.ws = {}
 
 ---Yields: yes. Connects to `ws://host[:port]/path`. `opts`: `protocols`,
----`headers`, `timeout`, `max_message`, `ping_interval`, `idle_timeout`. Fails:
----`nil, message, code`.
+---`headers`, `timeout`, `max_message`, `ping_interval`, `idle_timeout`,
+---`permessage_deflate` (`true` (the default: offered), `false`, or a table as
+---for `req:websocket`). Fails: `nil, message, code` (`EPROTO` when the
+---server's answer to our compression offer breaks RFC 7692).
 ---@param url string
 ---@param opts? table
 ---@return tycho.WebSocket?
@@ -1499,6 +1505,7 @@ function tycho.ws.accept_key(key) end
 
 ---@class tycho.WebSocket
 ---@field protocol string?
+---@field extensions string?
 ---@field state string
 local WebSocket = {}
 
