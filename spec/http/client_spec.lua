@@ -148,6 +148,18 @@ describe("http client against raw peers", function()
     srv:close()
   end)
 
+  it("keeps Set-Cookie lines apart: their Expires dates hold commas", function()
+    local srv, stats = raw_server(function(conn)
+      conn:write(ok_response("ok", "Set-Cookie: a=1; Expires=Wed, 21 Oct 2037 07:28:00 GMT\r\n"
+        .. "Set-Cookie: b=2; Path=/\r\n"))
+    end)
+    local res = assert(http.get(stats.url .. "/"))
+    assert.are.same({ "a=1; Expires=Wed, 21 Oct 2037 07:28:00 GMT", "b=2; Path=/" },
+      res.headers["set-cookie"])
+    client.close_idle()
+    srv:close()
+  end)
+
   it("reads a body delimited by the connection's close and does not pool it", function()
     local srv, stats = raw_server(function(conn)
       conn:write("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")

@@ -177,11 +177,19 @@ local function body_framing(headers)
   return { chunked = true }
 end
 
+-- Repeated headers are joined with ", " (RFC 9110), except Set-Cookie,
+-- whose Expires dates hold commas: a list, one item per line (as Node's
+-- headers["set-cookie"] and tycho.test.request give it).
 local function headers_map(raw)
   local map = {}
   for i = 1, #raw, 2 do
     local name, value = raw[i]:lower(), raw[i + 1]
-    map[name] = map[name] and (map[name] .. ", " .. value) or value
+    if name == "set-cookie" then
+      map[name] = map[name] or {}
+      table.insert(map[name], value)
+    else
+      map[name] = map[name] and (map[name] .. ", " .. value) or value
+    end
   end
   return map
 end
