@@ -8,11 +8,17 @@ server, in the same run, loaded by the same Node `ws` client (ws_load.js).
    the server sends "tick" to every member; the time until the last member
    has it, median of R rounds.
 
+3. permessage-deflate (--json): Tycho's server alone, C connections each
+   echoing a 10 KB JSON document for D seconds, on /echo (no compression)
+   and /echo_deflate (permessage-deflate, ws's client defaults); prints
+   round trips per second and bytes on the wire per round trip (both
+   directions, frame headers included).
+
 Each server runs twice (order Tycho, Node, Node, Tycho) and keeps its
 better run. Prints a table and the Tycho/Node ratios (docs/websocket.md has the
 numbers). Needs `npm install` in tests/e2e/node.
 
-usage: bench/ws.py [path/to/tycho] [--conns C] [--seconds D] [--rounds R]
+usage: bench/ws.py [path/to/tycho] [--conns C] [--seconds D] [--rounds R] [--json]
 """
 import argparse
 import json
@@ -57,13 +63,48 @@ def measure(name, cmd, a):
         proc.wait()
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_json(tycho, a):
+    """Compression on and off, each twice (off, on, on, off), best run kept."""
+    proc, port = start([tycho, os.path.join(HERE, "ws_app.lua")])
+    try:
+        runs = {"/echo": [], "/echo_deflate": []}
+        for path in ("/echo", "/echo_deflate", "/echo_deflate", "/echo"):
+            cpu = cpu_seconds(proc.pid)
+            r = load("json", port, a.conns, a.seconds, path)
+            r["server_cpu_s"] = cpu_seconds(proc.pid) - cpu
+            runs[path].append(r)
+            print(path, json.dumps(r), flush=True)
+    finally:
+        proc.kill()
+        proc.wait()
+    # per round trip: the message goes and comes back, so "wire B" counts
+    # two messages; "server us" is Tycho's CPU time (inflate + deflate)
+    print(f"{'10 KB JSON echo':24}{'msgs/s':>12}{'wire B/rt':>12}{'server us/rt':>14}")
+    for path, label in (("/echo", "uncompressed"), ("/echo_deflate", "permessage-deflate")):
+        best = max(runs[path], key=lambda r: r["roundtrips"] / r["seconds"])
+        print(f"{label:24}{best['roundtrips'] / best['seconds']:12.0f}"
+              f"{best['wire_bytes'] / best['roundtrips']:12.0f}"
+              f"{best['server_cpu_s'] * 1e6 / best['roundtrips']:14.1f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("tycho", nargs="?", default=os.path.join(ROOT, "build", "tycho"))
     ap.add_argument("--conns", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--json", action="store_true", help="only the permessage-deflate measure")
     a = ap.parse_args()
+    if a.json:
+        measure_json(a.tycho, a)
+        return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 30000), hard))
     cmds = {"tycho": [a.tycho, os.path.join(HERE, "ws_app.lua")],

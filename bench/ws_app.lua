@@ -1,4 +1,5 @@
--- The WebSocket benchmark's Tycho server (bench/ws.py): /echo echoes;
+-- The WebSocket benchmark's Tycho server (bench/ws.py): /echo echoes
+-- (/echo_deflate with permessage-deflate on);
 -- /room joins the room, and a "go" message from any member is broadcast to
 -- every member. Prints "port N" once listening.
 local http = require "tycho.http"
@@ -6,13 +7,16 @@ local http = require "tycho.http"
 local app = http.router()
 local room = {}
 
-app:websocket("/echo", function(ws)
+local function echo(ws)
   while true do
     local data, kind = ws:receive()
     if not data then return end
     ws:send(data, kind)
   end
-end, { ping_interval = 0 })
+end
+
+app:websocket("/echo", echo, { ping_interval = 0 })
+app:websocket("/echo_deflate", echo, { ping_interval = 0, permessage_deflate = true })
 
 app:websocket("/room", function(ws)
   room[ws] = true
