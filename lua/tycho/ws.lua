@@ -131,10 +131,12 @@ local function parse_param(p)
 end
 
 -- Sec-WebSocket-Extensions -> list of { name = , params = {k = v} | false }
--- (params false: malformed or a parameter repeated).
+-- (params false: malformed or a parameter repeated), or nil when a quoted
+-- string is left open.
 local function parse_extensions(header)
-  local out = {}
-  for _, item in ipairs(split_unquoted(header or "", ",") or { "" }) do
+  local out, items = {}, split_unquoted(header or "", ",")
+  if not items then return nil end
+  for _, item in ipairs(items) do
     if item:match("%S") then
       local parts = split_unquoted(item, ";")
       local name = parts[1]:match("^%s*(.-)%s*$")
@@ -184,7 +186,7 @@ end
 -- Server: the first acceptable permessage-deflate offer in the request ->
 -- the parameters for C (with `response`, our header value), or nil.
 local function pmd_accept(header, cfg)
-  for _, ext in ipairs(parse_extensions(header)) do
+  for _, ext in ipairs(parse_extensions(header) or {}) do
     local o = ext.name == "permessage-deflate" and valid_offer(ext.params)
     if o then
       local d = { level = cfg.level, threshold = cfg.threshold }
@@ -230,6 +232,7 @@ end
 local function pmd_response(header, cfg)
   if not header then return nil end
   local exts = parse_extensions(header)
+  if not exts then return false, "malformed Sec-WebSocket-Extensions: " .. header end
   if #exts == 0 then return nil end
   if not cfg or #exts ~= 1 or exts[1].name ~= "permessage-deflate" then
     return false, "server chose an extension we did not offer: " .. header

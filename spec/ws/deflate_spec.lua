@@ -181,3 +181,89 @@ describe("permessage-deflate option", function()
     stop(srv)
   end)
 end)
+
+-- A fake server that answers the opening handshake with the extension
+-- header `answer` (nil: none) and records the client's offer.
+local function fake_server(answer)
+  local seen = {}
+  local srv = assert(tycho.net.listen { port = 0, handler = function(conn)
+    local key, offer
+    while true do
+      local line = conn:read_line()
+      if not line or line == "" then break end
+      local name, value = line:match("^([^:]+):%s*(.-)%s*$")
+      if name and name:lower() == "sec-websocket-key" then key = value end
+      if name and name:lower() == "sec-websocket-extensions" then offer = value end
+    end
+    seen.offer = offer
+    conn:write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      .. "Sec-WebSocket-Accept: " .. tycho.ws.accept_key(key) .. "\r\n"
+      .. (answer and "Sec-WebSocket-Extensions: " .. answer .. "\r\n" or "") .. "\r\n")
+    conn:read() -- until the client goes
+    conn:close()
+  end })
+  return srv, "ws://127.0.0.1:" .. srv.port .. "/", seen
+end
+
+describe("permessage-deflate client", function()
+  local OFFERS = {
+    { nil, "permessage-deflate; client_max_window_bits" },
+    { false, nil },
+    { { max_window_bits = 10, server_no_context_takeover = true, client_no_context_takeover = true },
+      "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+        .. "server_max_window_bits=10; client_max_window_bits=10" },
+  }
+  it("offers what its options say", function()
+    for _, case in ipairs(OFFERS) do
+      local srv, url, seen = fake_server(nil)
+      local ws = assert(tycho.ws.connect(url, { permessage_deflate = case[1] }))
+      assert.equal(case[2], seen.offer)
+      assert.is_nil(ws.extensions)
+      ws:_abort()
+      srv:close()
+    end
+  end)
+
+  -- { our option, the server's answer, accepted? }
+  local ANSWERS = {
+    { nil, "permessage-deflate", true },
+    { nil, "Permessage-Deflate; Server_No_Context_Takeover", true },
+    { nil, "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+      .. "server_max_window_bits=10; client_max_window_bits=9", true },
+    { nil, 'permessage-deflate; server_max_window_bits="8"', true },
+    { nil, "permessage-deflate; client_max_window_bits", false },
+    { nil, "permessage-deflate; server_max_window_bits=16", false },
+    { nil, "permessage-deflate; server_max_window_bits=7", false },
+    { nil, "permessage-deflate; server_max_window_bits=010", false },
+    { nil, "permessage-deflate; mystery=1", false },
+    { nil, "permessage-deflate; server_no_context_takeover=1", false },
+    { nil, "permessage-deflate; server_no_context_takeover; server_no_context_takeover", false },
+    { nil, "permessage-deflate, permessage-deflate", false },
+    { nil, "x-webkit-deflate-frame", false },
+    { nil, 'permessage-deflate; server_max_window_bits="9', false },
+    { false, "permessage-deflate", false },
+    { { max_window_bits = 10 }, "permessage-deflate", false },
+    { { max_window_bits = 10 }, "permessage-deflate; server_max_window_bits=11", false },
+    { { max_window_bits = 10 }, "permessage-deflate; server_max_window_bits=10; client_max_window_bits=11", false },
+    { { max_window_bits = 10 }, "permessage-deflate; server_max_window_bits=9; client_max_window_bits=8", true },
+    { { server_no_context_takeover = true }, "permessage-deflate", false },
+    { { server_no_context_takeover = true }, "permessage-deflate; server_no_context_takeover", true },
+  }
+  it("checks the server's answer strictly (RFC 7692 section 5)", function()
+    for _, case in ipairs(ANSWERS) do
+      local srv, url = fake_server(case[2])
+      local ws, err, code = tycho.ws.connect(url, { permessage_deflate = case[1] })
+      if case[3] then
+        assert(ws, case[2] .. ": " .. tostring(err))
+        assert.equal(case[2], ws.extensions)
+        ws:_abort()
+      else
+        assert.is_nil(ws, case[2])
+        assert.equal("EPROTO", code)
+        assert.truthy(err:find("extension") or err:find("permessage%-deflate")
+          or err:find("server ignored"), err)
+      end
+      srv:close()
+    end
+  end)
+end)
