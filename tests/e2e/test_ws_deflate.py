@@ -354,3 +354,44 @@ def test_deflate_bomb_closes_1009_with_bounded_memory():
         grew = hwm_kib(s.proc.pid) - before
         assert grew < 48 * 1024, f"peak memory grew by {grew} KiB"
         s.stop_checked((0, 143, -15))
+
+
+def test_random_compressed_frames_never_break_the_server(srv):
+    """Seeded garbage as compressed data (and as frames) on connections with
+    the extension on: each ends with a close frame, an echo or EOF, and the
+    server keeps serving (the ASan run checks memory on these paths)."""
+    import random
+    rnd = random.Random(7692)
+    valid = squeeze(raw(), b"some text to damage " * 50)
+    for i in range(120):
+        c = DConn(srv)
+        try:
+            if i % 3 == 0:  # random bytes as deflate data
+                body = bytes(rnd.getrandbits(8) for _ in range(rnd.randint(1, 400)))
+            else:  # valid data with a few bytes flipped or cut short
+                body = bytearray(valid[:rnd.randint(1, len(valid))])
+                for _ in range(rnd.randint(0, 4)):
+                    body[rnd.randrange(len(body))] = rnd.getrandbits(8)
+                body = bytes(body)
+            if i % 4 == 0:  # split over fragments
+                cut = rnd.randint(0, len(body))
+                data = frame(rnd.choice([1, 2]), body[:cut], fin=False, rsv=4) + frame(0, body[cut:])
+            else:
+                data = frame(rnd.choice([1, 2]), body, rsv=4)
+            c.send(data)
+            c.sock.shutdown(socket.SHUT_WR)
+            try:
+                for _ in range(50):
+                    _, op, _ = c.read_frame()
+                    if op == 8:
+                        break
+            except (EOFError, ConnectionResetError, socket.timeout):
+                pass
+        finally:
+            c.close()
+    ok = DConn(srv)
+    try:
+        ok.send(frame(1, squeeze(raw(), b"still alive"), rsv=4))
+        assert ok.read_message()[3] == b"still alive"
+    finally:
+        ok.close()
