@@ -37,7 +37,7 @@ deb: build
 # libFuzzer targets (fuzz/), clang with ASan+UBSan.
 fuzz-build: deps
 	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTYCHO_SANITIZE=ON -DTYCHO_FUZZ=ON >/dev/null
-	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_conn fuzz_router fuzz_query
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_conn fuzz_router fuzz_query fuzz_multipart
 
 # Runs each fuzz target for FUZZ_SECONDS.
 fuzz: fuzz-build
