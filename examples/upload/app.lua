@@ -4,6 +4,11 @@
 --   UPLOAD_DIR=/tmp/uploads tycho run examples/upload/app.lua
 --   curl -s -T photo.jpg localhost:8080/upload/photo.jpg
 --   curl -s localhost:8080/files
+--   curl -s -F note=hi -F file=@photo.jpg -F file=@cat.png localhost:8080/upload
+--
+-- GET / serves an HTML form that posts to /upload as multipart/form-data,
+-- the way a browser uploads files: req:parts() streams each file part to
+-- disk as it arrives, with the same back-pressure as req:chunks().
 --
 -- UPLOAD_DIR defaults to ./uploads. Bodies over the server's
 -- max_body_bytes (1 MiB unless `tycho run --max-body BYTES` or
@@ -51,6 +56,81 @@ local function upload(req, res)
 end
 app:put("/upload/:name", upload)
 app:post("/upload/:name", upload)
+
+-- A browser form: multipart/form-data, files streamed part by part. Each
+-- file goes to a hidden temporary name first; all are renamed only once
+-- the whole body has parsed, so a malformed or cut-off upload leaves none.
+local FORM = [[<!doctype html>
+<title>Upload</title>
+<form method="post" action="/upload" enctype="multipart/form-data">
+  <input name="note" placeholder="note">
+  <input type="file" name="file" multiple>
+  <button>Upload</button>
+</form>
+]]
+
+app:get("/", function(_, res)
+  res:header("Content-Type", "text/html; charset=utf-8")
+  res:send(FORM)
+end)
+
+-- The file name a browser sent, without any directory part.
+local function base_name(filename)
+  return filename:match("([^/\\]*)$")
+end
+
+local function remove_all(written)
+  for _, w in ipairs(written) do tycho.uv.fs_unlink(w.tmp) end
+end
+
+-- Writes one file part to a temporary file: its size, or nil, message.
+local function save_part(part, tmp)
+  local f, err = fs.open(tmp, "w")
+  if not f then return nil, err end
+  local file <close> = f
+  local bytes = 0
+  for chunk in part:chunks() do
+    assert(file:write(chunk))
+    bytes = bytes + #chunk
+  end
+  assert(file:close())
+  if part.error then return nil, part.error end
+  return bytes
+end
+
+app:post("/upload", function(req, res)
+  local parts, err = req:parts()
+  if not parts then return res:json({ error = err }, 415) end
+  local fields, written, done = {}, {}, false
+  local _ <close> = setmetatable({}, { __close = function()
+    if not done then remove_all(written) end -- error, cancel or refusal
+  end })
+  for part in parts do
+    if part.filename and part.filename ~= "" then -- "": no file chosen
+      local name = base_name(part.filename)
+      if not valid_name(name) then
+        return res:json({ error = "bad file name: " .. name }, 400)
+      end
+      local tmp = ("%s/.%s.%d.part"):format(dir, name, #written + 1)
+      written[#written + 1] = { name = name, tmp = tmp }
+      local bytes, serr = save_part(part, tmp)
+      if not bytes then return res:json({ error = serr }, 400) end
+      written[#written].bytes = bytes
+    elseif not part.filename then
+      local value, ferr = part:read_all(64 * 1024)
+      if not value then return res:json({ error = ferr }, 400) end
+      fields[part.name] = value
+    end
+  end
+  if parts.error then return res:json({ error = parts.error }, 400) end
+  local files = {}
+  for i, w in ipairs(written) do
+    assert(fs.rename(w.tmp, dir .. "/" .. w.name))
+    files[i] = { name = w.name, bytes = w.bytes }
+  end
+  done = true
+  res:json({ fields = fields, files = #files > 0 and files or tycho.json.empty_array }, 201)
+end)
 
 app:get("/files", function(req, res)
   local list = {}

@@ -196,6 +196,35 @@ def test_upload_cut_off_by_the_client_leaves_no_file(tmp_path):
         assert get_json(srv, "GET", "/files")[2] == []
 
 
+def test_upload_browser_form_streams_files(tmp_path):
+    up = tmp_path / "up"
+    env = dict(os.environ, UPLOAD_DIR=str(up))
+    big = os.urandom(700 * 1024)
+    (tmp_path / "big.bin").write_bytes(big)
+    (tmp_path / "note.txt").write_text("hi\n")
+    with Server(example("upload"), env=env) as srv:
+        status, hdrs, page = request(srv, "GET", "/")
+        assert status == 200 and hdrs["content-type"].startswith("text/html")
+        assert b'enctype="multipart/form-data"' in page
+        out = subprocess.run(["curl", "-sS", "-F", "note=from curl",
+                              "-F", f"file=@{tmp_path / 'big.bin'}",
+                              "-F", f"file=@{tmp_path / 'note.txt'};filename=../x/n.txt",
+                              srv.url + "/upload"], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout) == {
+            "fields": {"note": "from curl"},
+            "files": [{"name": "big.bin", "bytes": len(big)}, {"name": "n.txt", "bytes": 3}]}
+        assert hashlib.sha256((up / "big.bin").read_bytes()).digest() == \
+            hashlib.sha256(big).digest()
+        # A body cut short: 400, and none of its files is kept.
+        body = (b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.bin\"\r\n"
+                b"\r\n" + b"x" * 1000)
+        status, _, data = request(srv, "POST", "/upload", body,
+                                  {"Content-Type": "multipart/form-data; boundary=B"})
+        assert status == 400 and b"final boundary" in data
+        assert sorted(os.listdir(up)) == ["big.bin", "n.txt"]
+
+
 # --- proxy -------------------------------------------------------------------
 
 def test_proxy_forwards_to_the_upstream():
