@@ -400,6 +400,29 @@ function Request:chunks() end
 ---@return string?
 function Request:json() end
 
+---Yields: yes. The form in the body: `fields, files` for
+---`multipart/form-data` (files by field name: `{filename=, content_type=,
+---headers=, data=}`, a list when repeated), `fields, {}` for
+---`application/x-www-form-urlencoded` (decoded like `req.query`; a repeated
+---name gives a list). Options: `max_bytes`, `max_parts`, `max_headers`,
+---`max_header_bytes` ([Forms](http.md#forms)). Fails: `nil, message` for
+---another content type, a malformed body or one over `max_bytes`. Raises on
+---bad options.
+---@param opts? table
+---@return table?
+---@return table|string
+function Request:form(opts) end
+
+---Yields: no (its iterator yields). Streams a `multipart/form-data` body:
+---`for part in parts do ... end` gives each `FormPart` as its headers
+---arrive; a part not read is skipped. Options: `max_parts`, `max_headers`,
+---`max_header_bytes`. Fails: `nil, message` when the request is not
+---multipart or has no valid boundary.
+---@param opts? table
+---@return tycho.FormParts?
+---@return string?
+function Request:parts(opts) end
+
 ---Yields: no. Answers a WebSocket handshake. `opts`: `protocols`,
 ---`max_message`, `ping_interval`, `idle_timeout`, `permessage_deflate` (`true`,
 ---`false` (the default) or `{level=, threshold=, max_window_bits=,
@@ -411,6 +434,35 @@ function Request:json() end
 ---@return string?
 ---@return integer?
 function Request:websocket(opts) end
+
+---The iterator `req:parts()` returns; calling it yields until the next part
+---(`nil` at the end or on a malformed body).
+---@class tycho.FormParts
+---@field error string?
+local FormParts = {}
+
+---One part of a multipart body, from `req:parts()`. Its content can be read
+---only before the next part is asked for.
+---@class tycho.FormPart
+---@field name string
+---@field filename string?
+---@field content_type string
+---@field headers table
+---@field error string?
+local FormPart = {}
+
+---Yields: yes (each step). Iterates over the part's content as it arrives;
+---memory stays bounded (back-pressure reaches the client). Ends early on a
+---malformed body: check `part.error`.
+---@return function
+function FormPart:chunks() end
+
+---Yields: yes. The part's whole content. Fails: `nil, message` for a malformed
+---body or content over `max_bytes`.
+---@param max_bytes? integer
+---@return string?
+---@return string?
+function FormPart:read_all(max_bytes) end
 
 ---The `res` of a handler. Using it after the response ended raises
 ---`this request is over`.

@@ -143,6 +143,14 @@ local function live_classes()
     objs.Request, objs.Response = snapshot(req, "Request"), snapshot(res, "Response")
     res:send("ok")
   end)
+  router:post("/parts", function(req, res)
+    local parts = assert(req:parts())
+    out.FormParts, objs.FormParts = methods_of(parts), parts
+    for part in parts do
+      out.FormPart, objs.FormPart = methods_of(part), part
+    end
+    res:send("ok")
+  end)
   router:websocket("/ws", function(ws) ws:receive() end)
   router:get("/", function(_, res) res:send("hello") end)
   out.Router = methods_of(router)
@@ -150,6 +158,9 @@ local function live_classes()
   assert(resp.status == 200, "sse route answered " .. resp.status)
   out.SSE = sse_methods
   assert(tycho.test.request(router, { path = "/fields" }).status == 200)
+  assert(tycho.test.request(router, { method = "POST", path = "/parts",
+    headers = { ["Content-Type"] = "multipart/form-data; boundary=b" },
+    body = '--b\r\nContent-Disposition: form-data; name="f"\r\n\r\nv\r\n--b--\r\n' }).status == 200)
   local server = assert(http.serve { port = 0, handler = router })
   closers[#closers + 1] = function() server:close() end
   out.HttpServer, objs.HttpServer = methods_of(server), server
