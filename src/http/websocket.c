@@ -76,8 +76,8 @@ typedef struct ty_ws {
   uv_shutdown_t sreq;
   uv_connect_t creq;
   ty_buf in, out, wbuf, frag;
-  ty_buf zbuf;  /* a compressed message being framed */
-  ty_wsd *pmd;  /* permessage-deflate, when negotiated */
+  ty_buf zbuf; /* a compressed message being framed */
+  ty_wsd *pmd; /* permessage-deflate, when negotiated */
   ws_msg *head, *tail;
   size_t queued;
   int frag_op;

@@ -20,9 +20,9 @@
 #include <string.h>
 #include <zlib.h>
 
-#define OUT_CHUNK 16384        /* output room offered per zlib call */
-#define IN_CHUNK (1u << 30)    /* input per call: avail_in is a uInt */
-#define MEM_LEVEL 8            /* zlib's default */
+#define OUT_CHUNK 16384     /* output room offered per zlib call */
+#define IN_CHUNK (1u << 30) /* input per call: avail_in is a uInt */
+#define MEM_LEVEL 8         /* zlib's default */
 
 struct ty_wsd {
   ty_wsd_params p;

@@ -18,7 +18,12 @@ typedef struct {
 
 typedef struct ty_wsd ty_wsd;
 
-enum { TY_WSD_OK = 0, TY_WSD_NOMEM = -1, TY_WSD_TOO_BIG = -2, TY_WSD_CORRUPT = -3 };
+enum {
+  TY_WSD_OK = 0,
+  TY_WSD_NOMEM = -1,
+  TY_WSD_TOO_BIG = -2,
+  TY_WSD_CORRUPT = -3
+};
 
 ty_wsd *ty_wsd_new(const ty_wsd_params *p); /* NULL: no memory */
 void ty_wsd_free(ty_wsd *d);                /* NULL is fine */
