@@ -3,7 +3,9 @@
  * fragmented messages, automatic pongs, the close handshake with codes,
  * UTF-8 validation of text, size limits), keep-alive pings and the idle
  * timeout, the connection's reads and writes once it is upgraded, the SHA-1
- * and base64 of Sec-WebSocket-Accept, and the Lua `ws` object.
+ * and base64 of Sec-WebSocket-Accept, and the Lua `ws` object. With
+ * permessage-deflate negotiated (by lua/tycho/ws.lua), it frames compressed
+ * messages (RSV1 on their first frame) around ws_deflate.c's zlib streams.
  *
  * Server side: req:websocket{} (lua/tycho/ws.lua validates the handshake)
  * calls accept(), which writes the 101 response and marks the ty_conn
