@@ -7,6 +7,7 @@
 ---   ws:ping([data])              -> seconds until the pong
 ---   ws:close([code [, reason]])  -> true once the peer answered (or timed out)
 ---   ws.protocol, ws.state ("connecting", "open", "closing", "closed")
+---   ws.extensions ("permessage-deflate; ..." when compression was agreed on)
 local core = require "tycho.http.websocket"
 local check = require "tycho.check"
 
@@ -399,7 +400,8 @@ end
 
 ---Connects to a WebSocket server: `ws://host[:port]/path`. Options:
 ---protocols (list), headers (table), timeout (seconds for connect and
----handshake, default 10), max_message, ping_interval, idle_timeout.
+---handshake, default 10), max_message, ping_interval, idle_timeout,
+---permessage_deflate (default true: offered).
 ---@param url string
 ---@param opts? table
 ---@return table? ws, string? err, string? code
