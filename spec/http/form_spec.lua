@@ -186,6 +186,13 @@ describe("multipart parser", function()
     assert.are.equal("done", events("q", { body }, { max_headers = 6 })[4][1])
     local big = "--q\r\nContent-Disposition: form-data; name=\"a\"\r\nX: " .. ("h"):rep(300) .. "\r\n\r\nv\r\n--q--"
     assert.matches("part headers too large", error_of("q", big, { max_header_bytes = 200 }))
+    -- exactly at the limit, arriving byte by byte: accepted; one less: refused
+    local block = 'Content-Disposition: form-data; name="a"\r\n'
+    local exact = "--q\r\n" .. block .. "\r\nv\r\n--q--"
+    local bytes = {}
+    for i = 1, #exact do bytes[i] = exact:sub(i, i) end
+    assert.are.equal("done", events("q", bytes, { max_header_bytes = #block })[4][1])
+    assert.matches("part headers too large", error_of("q", exact, { max_header_bytes = #block - 1 }))
     -- the limit holds before the end of the headers arrives
     local p = multipart.parser("q", { max_header_bytes = 200 })
     p:feed("--q\r\nX: " .. ("h"):rep(1000))
@@ -436,6 +443,17 @@ describe("req:parts()", function()
     end, body, MP_TYPE)
     assert.is_nil(res[1])
     assert.matches('part "file" is larger than 100 bytes', res[2])
+  end)
+
+  it("raises when the body is read as multipart twice", function()
+    local err
+    local r = post(function(req)
+      assert(req:parts())
+      err = select(2, pcall(req.form, req))
+      return "ok"
+    end, body, MP_TYPE)
+    assert.are.equal(200, r.status)
+    assert.matches("already being read as multipart", err)
   end)
 
   it("returns nil, message when the request is not multipart", function()

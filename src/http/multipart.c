@@ -462,7 +462,8 @@ static int step_headers(lua_State *L, mp_parser *p) {
   } else {
     const char *hit = memmem(at(p), n, "\r\n\r\n", 4);
     if (!hit) {
-      if (n > p->max_header_bytes)
+      /* The block would end (with its last CRLF) past the limit. */
+      if (n > p->max_header_bytes + 1)
         fail(p, "part headers too large");
       return 0;
     }

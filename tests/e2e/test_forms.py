@@ -135,6 +135,8 @@ def test_curl_files_streamed_to_disk_match_by_sha256(srv, tmp_path):
         ("big", "big.bin", big.stat().st_size), ("small", "small.bin", 70000)]
     assert sha256_file(saved[0]["path"]) == sha256_file(big)
     assert sha256_file(saved[1]["path"]) == sha256_file(small)
+    for path in [big, small] + [s["path"] for s in saved]:
+        os.unlink(path)  # pytest keeps the temp dirs of recent runs
 
 
 @release_only("ASan keeps freed memory in quarantine, so peak RSS says nothing there")
@@ -152,6 +154,8 @@ def test_large_upload_does_not_grow_the_server(srv, tmp_path):
     after = rss_peak_kib(srv.proc.pid)
     assert saved[0]["bytes"] == 160 << 20
     assert sha256_file(saved[0]["path"]) == sha256_file(big)
+    os.unlink(saved[0]["path"])
+    os.unlink(big)  # pytest keeps the temp dirs of recent runs
     # 160 MiB went through; the peak grew by a few MiB at most.
     assert after - before < 24 * 1024, (before, after)
 

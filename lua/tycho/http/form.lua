@@ -144,6 +144,9 @@ local function open_parts(req, opts)
   end
   local boundary, err = multipart.boundary(ct)
   if not boundary then return nil, err end
+  -- Two parsers over one body would each get half of its pieces.
+  if req._multipart then error("the body is already being read as multipart", 3) end
+  req._multipart = true
   local limits = {}
   for _, key in ipairs(LIMITS) do limits[key] = opts[key] end
   local s = { parser = multipart.parser(boundary, limits), src = req:chunks() }
