@@ -167,8 +167,14 @@ int ty_wsd_inflate(ty_wsd *d, const void *p, size_t n, int fin, ty_buf *out,
    * deflate data any more (RFC 7692 7.2.2), and its next message starts a
    * new stream. */
   int rc = d->ended ? TY_WSD_OK : inflate_some(d, p, n, out, max);
-  if (rc == TY_WSD_OK && fin && !d->ended)
+  if (rc == TY_WSD_OK && fin && !d->ended) {
     rc = inflate_some(d, tail, sizeof tail, out, max);
+    /* The tail completes an empty stored block, so a whole message leaves
+     * the inflater between blocks (zlib's data_type bit 128); anything else
+     * is a message cut short or damaged. */
+    if (rc == TY_WSD_OK && !d->ended && !(d->inf.data_type & 128))
+      rc = TY_WSD_CORRUPT;
+  }
   if (!fin || rc != TY_WSD_OK)
     return rc;
   if (d->p.peer_reset && !d->ended)

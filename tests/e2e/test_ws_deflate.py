@@ -298,6 +298,8 @@ MISUSE = [
     ("corrupt data in a later fragment",
      lambda d: frame(2, d, fin=False, rsv=4) + frame(0, b"\xff" * 20), 1007,
      "invalid compressed data"),
+    *[(f"message cut {cut} bytes short", lambda d, cut=cut: frame(2, d[:-cut], rsv=4), 1007,
+       "invalid compressed data") for cut in (1, 2, 5, 7)],
     ("invalid UTF-8 once inflated", lambda d: frame(1, squeeze(raw(), b"ok \xc0\xaf" * 500), rsv=4),
      1007, "invalid UTF-8 in text message"),
     ("compressed frame over the limit", lambda d: frame(2, b"", rsv=4, length=2 * 1024 * 1024), 1009,
