@@ -9,23 +9,25 @@ import subprocess
 import pytest
 
 from conftest import TYCHO
-from ws_support import ScriptServer, node_ready
+from test_ws_deflate import srv  # noqa: F401 (the app's fixture) pylint: disable=unused-import
+from test_ws_node import node_dir  # noqa: F401 (a fixture) pylint: disable=unused-import
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-APP = os.path.join(HERE, "apps", "ws_deflate_app.lua")
 CLIENT = os.path.join(HERE, "apps", "ws_deflate_client.lua")
 
 
-@pytest.fixture(scope="module")
-def node_dir():
-    return node_ready()
-
-
-@pytest.fixture(scope="module")
-def srv():
-    with ScriptServer(APP) as s:
-        yield s
-        s.stop_checked((0, 143, -15))
+def tycho_client(port, pmd):
+    """apps/ws_deflate_client.lua against a server on port, with our
+    permessage_deflate option pmd: -> its JSON report, checked for intact
+    echoes and a clean close."""
+    env = {**os.environ, "WS_PORT": str(port), "WS_PMD": json.dumps(pmd)}
+    r = subprocess.run([TYCHO, CLIENT], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr
+    out = json.loads(r.stdout)
+    assert out["checks"] == [True] * 8
+    assert out["close"] is True
+    return out
 
 
 def node_client(node_dir, srv, path, pmd):
@@ -105,13 +107,7 @@ SERVER_CASES = [
 def test_tycho_client_against_node_server(node_dir, theirs, ours, agreed):
     p, port = node_server(node_dir, theirs)
     try:
-        env = {**os.environ, "WS_PORT": str(port), "WS_PMD": json.dumps(ours)}
-        r = subprocess.run([TYCHO, CLIENT], capture_output=True, text=True, timeout=60, env=env)
-        assert r.returncode == 0, r.stderr
-        assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr
-        out = json.loads(r.stdout)
-        assert out["checks"] == [True] * 8
-        assert out["close"] is True
+        out = tycho_client(port, ours)
         assert out["node_params"] == agreed
         if agreed is None:
             assert out["extensions"] is None

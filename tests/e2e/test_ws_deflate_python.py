@@ -4,8 +4,6 @@ against Tycho's server, and Tycho's client against its server, with
 window bits and context takeover negotiated both ways."""
 import asyncio
 import json
-import os
-import subprocess
 import threading
 
 import pytest
@@ -13,19 +11,8 @@ import websockets
 from websockets.extensions.permessage_deflate import (ClientPerMessageDeflateFactory,
                                                        ServerPerMessageDeflateFactory)
 
-from conftest import TYCHO
-from ws_support import ScriptServer
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-APP = os.path.join(HERE, "apps", "ws_deflate_app.lua")
-CLIENT = os.path.join(HERE, "apps", "ws_deflate_client.lua")
-
-
-@pytest.fixture(scope="module")
-def srv():
-    with ScriptServer(APP) as s:
-        yield s
-        s.stop_checked((0, 143, -15))
+from test_ws_deflate import srv  # noqa: F401 (the app's fixture) pylint: disable=unused-import
+from test_ws_deflate_node import tycho_client
 
 
 def run(coro):
@@ -134,13 +121,7 @@ PY_SERVER_CASES = [
 def test_tycho_client_against_websockets_server(theirs, ours, header):
     s = PyServer(**theirs)
     try:
-        env = {**os.environ, "WS_PORT": str(s.port), "WS_PMD": json.dumps(ours)}
-        r = subprocess.run([TYCHO, CLIENT], capture_output=True, text=True, timeout=60, env=env)
-        assert r.returncode == 0, r.stderr
-        assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr
-        out = json.loads(r.stdout)
-        assert out["checks"] == [True] * 8
-        assert out["close"] is True
+        out = tycho_client(s.port, ours)
         assert out["node_params"] == header  # the server's own record
         assert out["extensions"] == (header if header else None)
     finally:

@@ -85,6 +85,18 @@ class Conn:
                 return code, payload[2:].decode()
         raise AssertionError("no close frame")
 
+    def send_last(self, data):
+        """Sends data, then FIN; reads until a close frame or the end."""
+        self.sock.sendall(data)
+        self.sock.shutdown(socket.SHUT_WR)  # an incomplete frame then ends in EOF
+        try:
+            for _ in range(50):
+                _, op, _ = self.read_frame()
+                if op == 8:
+                    return
+        except (EOFError, ConnectionResetError, socket.timeout):
+            pass
+
     def closed_by_server(self):
         """True when the server closes the TCP connection (EOF)."""
         self.sock.settimeout(10)
@@ -211,15 +223,7 @@ def test_random_frames_never_break_the_server(srv):
             junk = bytes(rnd.getrandbits(8) for _ in range(rnd.randint(1, 300)))
             if i % 3 == 0:  # a plausible header with a random body
                 junk = bytes([rnd.choice([0x81, 0x82, 0x01, 0x80, 0x89, 0x8a, 0x88])]) + junk
-            c.send(junk)
-            c.sock.shutdown(socket.SHUT_WR)  # an incomplete frame then ends in EOF
-            try:
-                for _ in range(50):
-                    _, op, _ = c.read_frame()
-                    if op == 8:
-                        break
-            except (EOFError, ConnectionResetError, socket.timeout):
-                pass
+            c.send_last(junk)
         finally:
             c.close()
     ok = Conn(srv)
