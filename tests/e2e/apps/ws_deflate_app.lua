@@ -43,6 +43,35 @@ end)
 
 app:get("/stats", function(_, res) res:json(stats) end)
 
+-- A page for test_ws_deflate_browser.py: echoes big text and binary over
+-- /echo and writes what it saw into window.result (as JSON).
+local PAGE = [[<!doctype html><meta charset="utf-8"><title>deflate</title><script>
+const ws = new WebSocket(`ws://${location.host}/echo`);
+ws.binaryType = "arraybuffer";
+const text = JSON.stringify(Array.from({ length: 4000 }, (_, i) => ({ id: i, v: "ü" + (i % 97) })));
+const bin = new Uint8Array(300000).map((_, i) => (i * 31) % 251);
+const got = [];
+ws.onopen = () => { ws.send(text); ws.send(bin); ws.send("small"); ws.send(text); };
+ws.onmessage = (e) => {
+  got.push(e.data);
+  if (got.length < 4) return;
+  const b = new Uint8Array(got[1]);
+  window.result = JSON.stringify({
+    extensions: ws.extensions,
+    text: got[0] === text && got[3] === text,
+    binary: b.length === bin.length && b.every((x, i) => x === bin[i]),
+    small: got[2] === "small",
+  });
+  ws.close(1000);
+};
+ws.onerror = () => { window.result = JSON.stringify({ error: true }); };
+</script>]]
+
+app:get("/page", function(_, res)
+  res:header("Content-Type", "text/html; charset=utf-8")
+  return PAGE
+end)
+
 local srv = assert(http.serve { port = 0, handler = app })
 io.stderr:write(("listening on http://%s:%d\n"):format(srv.host, srv.port))
 io.stderr:flush()
