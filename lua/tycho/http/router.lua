@@ -105,7 +105,8 @@ end
 
 ---Adds a WebSocket route: fn(ws, req) runs once the handshake is answered;
 ---the websocket closes (1000) when fn returns, 1011 when it fails. opts are
----req:websocket's (protocols, max_message, ping_interval, idle_timeout).
+---req:websocket's (protocols, max_message, ping_interval, idle_timeout,
+---permessage_deflate).
 ---@param pattern string
 ---@param fn fun(ws: table, req: table): any
 ---@param opts? table
