@@ -102,27 +102,34 @@ app:post("/upload", function(req, res)
   local parts, err = req:parts()
   if not parts then return res:json({ error = err }, 415) end
   local fields, written, done = {}, {}, false
+  -- An error or a cancel (client gone) removes the files of this body.
   local _ <close> = setmetatable({}, { __close = function()
-    if not done then remove_all(written) end -- error, cancel or refusal
+    if not done then remove_all(written) end
   end })
+  -- A refusal removes them before answering, so the client never sees them.
+  local function refuse(status, message)
+    remove_all(written)
+    written = {}
+    return res:json({ error = message }, status)
+  end
   for part in parts do
     if part.filename and part.filename ~= "" then -- "": no file chosen
       local name = base_name(part.filename)
       if not valid_name(name) then
-        return res:json({ error = "bad file name: " .. name }, 400)
+        return refuse(400, "bad file name: " .. name)
       end
       local tmp = ("%s/.%s.%d.part"):format(dir, name, #written + 1)
       written[#written + 1] = { name = name, tmp = tmp }
       local bytes, serr = save_part(part, tmp)
-      if not bytes then return res:json({ error = serr }, 400) end
+      if not bytes then return refuse(400, serr) end
       written[#written].bytes = bytes
     elseif not part.filename then
       local value, ferr = part:read_all(64 * 1024)
-      if not value then return res:json({ error = ferr }, 400) end
+      if not value then return refuse(400, ferr) end
       fields[part.name] = value
     end
   end
-  if parts.error then return res:json({ error = parts.error }, 400) end
+  if parts.error then return refuse(400, parts.error) end
   local files = {}
   for i, w in ipairs(written) do
     assert(fs.rename(w.tmp, dir .. "/" .. w.name))
