@@ -743,8 +743,9 @@ function tycho_http_cookie.serialize(name, value, opts) end
 ---@class tycho.http.cors
 local tycho_http_cors = {}
 
----Yields: no. A middleware `(req, res, next)`. Requests without `Origin` pass
----untouched; a preflight (`OPTIONS` with `Access-Control-Request-Method`) is
+---Yields: no. A middleware `(req, res, next)`. Requests without `Origin` go
+---on with `Vary: Origin` (or, for `origins = "*"`, `Access-Control-Allow-Origin: *`
+---and `-Expose-Headers`); a preflight (`OPTIONS` with `Access-Control-Request-Method`) is
 ---answered `204` with the `Access-Control-Allow-*` headers (none when the
 ---origin is refused); other requests get `Access-Control-Allow-Origin` (`*`,
 ---or the origin reflected with `Vary: Origin`), `-Allow-Credentials`,

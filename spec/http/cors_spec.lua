@@ -29,12 +29,26 @@ local function preflight(app, origin, method, headers)
 end
 
 describe("tycho.http.cors", function()
-  it("does nothing for a request without Origin", function()
+  -- Fetch standard, "CORS protocol and HTTP caches": a cache may keep the
+  -- answer to a request without Origin (a navigation) and give it to a CORS
+  -- request later, so that answer must say it varies, or carry the static
+  -- Access-Control-Allow-Origin the CORS request would get.
+  it("marks the answer to a request without Origin Vary: Origin when origins vary", function()
     local app, state = app_with { origins = { "https://a.example" }, expose = "X-Total" }
     local r = request(app, { path = "/items" })
     assert.are.equal(200, r.status)
     assert.are.equal(1, state.hits)
     for name in pairs(r.headers) do assert.is_nil(name:match("^access%-control"), name) end
+    assert.are.equal("Origin", r.headers.vary)
+  end)
+
+  it("gives a request without Origin the static '*' answer when origins = '*'", function()
+    local app, state = app_with { expose = "X-Total" }
+    local r = request(app, { path = "/items" })
+    assert.are.equal(200, r.status)
+    assert.are.equal(1, state.hits)
+    assert.are.equal("*", r.headers["access-control-allow-origin"])
+    assert.are.equal("X-Total", r.headers["access-control-expose-headers"])
     assert.is_nil(r.headers.vary)
   end)
 

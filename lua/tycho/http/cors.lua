@@ -1,8 +1,8 @@
 --- tycho.http.cors: Cross-Origin Resource Sharing (Fetch standard, section
---- 3.2) as router middleware. Requests without an Origin header pass through
---- untouched. A preflight (OPTIONS with Access-Control-Request-Method) is
---- answered here with 204; other requests get the Access-Control-Allow-*
---- headers and go on to the route.
+--- 3.2) as router middleware. Requests without an Origin header go on with
+--- Vary: Origin (or the static "*" answer). A preflight (OPTIONS with
+--- Access-Control-Request-Method) is answered here with 204; other requests
+--- get the Access-Control-Allow-* headers and go on to the route.
 local check = require "tycho.check"
 
 local M = {}
@@ -106,7 +106,18 @@ function M.new(opts)
 
   return function(req, res, next)
     local origin = req:header("Origin")
-    if not origin then return next() end
+    if not origin then
+      -- A cache may keep this answer and give it to a CORS request later
+      -- (Fetch standard, "CORS protocol and HTTP caches"): say that it
+      -- varies, or give it the static answer a CORS request would get.
+      if varies then
+        res:header("Vary", "Origin")
+      else
+        res:header("Access-Control-Allow-Origin", "*")
+        if expose then res:header("Access-Control-Expose-Headers", expose) end
+      end
+      return next()
+    end
     if req.method == "OPTIONS" and req:header("Access-Control-Request-Method") then
       return preflight(req, res, origin)
     end
