@@ -483,7 +483,7 @@ function Response:status(code) end
 function Response:header(name, value) end
 
 ---Yields: no. Adds one `Set-Cookie` line (earlier ones stay). `expires` is
----epoch seconds; `same_site` is `"Strict"`, `"Lax"` or `"None"`. Raises for a
+---epoch seconds (years 1601 to 9999); `same_site` is `"Strict"`, `"Lax"` or `"None"`. Raises for a
 ---name that is not a token, a value with characters cookies cannot carry
 ---(blank, `"`, `,`, `;`, `\`, controls, non-ASCII), a bad option,
 ---`same_site = "None"` or `partitioned` without `secure`, and `__Secure-` /

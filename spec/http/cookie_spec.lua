@@ -153,6 +153,11 @@ describe("res:cookie", function()
       { "field 'same_site' must be", { same_site = "sometimes" } },
       { "same_site = \"None\" requires secure = true", { same_site = "None" } },
       { "partitioned = true requires secure = true", { partitioned = true } },
+      { "field 'expires' out of range", { expires = 1 << 60 } },
+      { "field 'expires' out of range", { expires = -1 << 60 } },
+      { "boolean expected at field 'secure', got string", { secure = "no" } },
+      { "boolean expected at field 'http_only', got number", { http_only = 0 } },
+      { "boolean expected at field 'partitioned', got string", { partitioned = "yes" } },
     }
     for _, c in ipairs(cases) do
       assert.matches("bad argument #3 to 'cookie' %(" .. c[1],

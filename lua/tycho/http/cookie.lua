@@ -67,6 +67,26 @@ local function attr_int(opts, key, fname, n, level)
   return i
 end
 
+-- Expires as epoch seconds: an IMF-fixdate has a four-digit year, and
+-- cookie dates start in 1601 (RFC 6265 section 5.1.1).
+local EXPIRES_MIN, EXPIRES_MAX = -11644473600, 253402300799
+
+local function attr_expires(opts, fname, n, level)
+  local v = attr_int(opts, "expires", fname, n, level + 1)
+  if v and (v < EXPIRES_MIN or v > EXPIRES_MAX) then
+    bad(n, fname, "field 'expires' out of range (years 1601 to 9999)", level + 1)
+  end
+  return v
+end
+
+local function attr_flag(opts, key, fname, n, level)
+  local v = opts[key]
+  if v ~= nil and type(v) ~= "boolean" then
+    bad(n, fname, ("boolean expected at field '%s', got %s"):format(key, type(v)), level + 1)
+  end
+  return v
+end
+
 local function attr_same_site(opts, fname, n, level)
   local v = opts.same_site
   if v == nil then return nil end
@@ -105,10 +125,13 @@ local function attributes(name, opts, fname, n, level)
     bad(n, fname, "table expected, got " .. type(opts), level + 1)
   end
   local max_age = attr_int(opts, "max_age", fname, n, level + 1)
-  local expires = attr_int(opts, "expires", fname, n, level + 1)
+  local expires = attr_expires(opts, fname, n, level + 1)
   local path = attr_text(opts, "path", fname, n, level + 1)
   local domain = attr_text(opts, "domain", fname, n, level + 1)
   local same_site = attr_same_site(opts, fname, n, level + 1)
+  for _, key in ipairs { "secure", "http_only", "partitioned" } do
+    attr_flag(opts, key, fname, n, level + 1)
+  end
   check_rules(name, opts, fname, n, level + 1)
   local parts = {}
   local function add(s) parts[#parts + 1] = s end
