@@ -357,6 +357,34 @@ describe("req:form()", function()
     assert.are.equal(413, r.status)
   end)
 
+  it("refuses an urlencoded body over max_bytes without waiting for the rest of it", function()
+    -- The client announces 512 KiB (under the server's limit) and sends only
+    -- 200 bytes: the answer must come from those, not after the whole body.
+    local srv = assert(tycho.http.serve { port = 0, handler = form_app { max_bytes = 100 } })
+    local function answer(framing, start)
+      local conn = assert(tycho.net.connect("127.0.0.1", srv.port))
+      conn:set_timeout(10)
+      assert(conn:write("POST / HTTP/1.1\r\nHost: t\r\n" .. framing
+        .. "Content-Type: application/x-www-form-urlencoded\r\n\r\n" .. start))
+      local reply = ""
+      for _ = 1, 100 do
+        local data, err = conn:read()
+        assert.is_nil(err)
+        if not data then break end
+        reply = reply .. data
+        if reply:find("max_bytes %(100%)") then break end
+      end
+      conn:close()
+      return reply
+    end
+    local field = "a=" .. ("x"):rep(198)
+    assert.matches("^HTTP/1.1 400 .*larger than max_bytes %(100%)",
+      answer("Content-Length: 524288\r\n", field))
+    assert.matches("^HTTP/1.1 400 .*larger than max_bytes %(100%)",
+      answer("Transfer-Encoding: chunked\r\n", "c8\r\n" .. field .. "\r\n"))
+    srv:close()
+  end)
+
   it("passes the part limits to the parser", function()
     local body = body_of(BOUNDARY, {
       { 'Content-Disposition: form-data; name="a"', "X-1: 1", "X-2: 2", body = "v" } })

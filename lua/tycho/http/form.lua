@@ -171,6 +171,22 @@ local function too_large(max)
   return nil, ("form body is larger than max_bytes (%d)"):format(max)
 end
 
+-- The whole body, refused as soon as it is known to be over max: from its
+-- Content-Length, else once the pieces read add up to more.
+local function read_bounded(req, max)
+  if not max then return req:body() end
+  local declared = tonumber(req:header("content-length") or "")
+  if declared and declared > max then return too_large(max) end
+  local buf, n, total = {}, 0, 0
+  for chunk in req:chunks() do
+    total = total + #chunk
+    if total > max then return too_large(max) end
+    n = n + 1
+    buf[n] = chunk
+  end
+  return concat(buf, "", 1, n)
+end
+
 local function read_multipart(req, opts)
   local parts, err = open_parts(req, opts)
   if not parts then return nil, err end
@@ -209,9 +225,8 @@ function req_methods.form(req, opts)
   if mt ~= URLENCODED then
     return nil, ("request body is not a form (Content-Type: %s)"):format(ct or "none")
   end
-  local body, err = req:body()
+  local body, err = read_bounded(req, opts.max_bytes)
   if not body then return nil, err end
-  if opts.max_bytes and #body > opts.max_bytes then return too_large(opts.max_bytes) end
   return query_parse(body), {}
 end
 
