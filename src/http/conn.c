@@ -514,6 +514,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   after_io(c);
 }
 
+/* Reading goes on in the middle of a body: its timeout starts over, as
+ * the pause (body_full stops the clock) was ours, not the client's. */
+static void restart_body_clock(ty_conn *c) {
+  ty_req *r = c->req;
+  if (r && r->headers_done && !r->body_done)
+    c->deadline = uv_now(c->h.stream.loop) + c->srv->lim.body_timeout_ms;
+}
+
 /* Output drained below the high-water mark: go on with what waits. */
 static void resume_input(ty_conn *c) {
   if (c->closing || c->in_read || busy(c) || backed_up(c) || c->upgraded)
@@ -524,6 +532,7 @@ static void resume_input(ty_conn *c) {
   if (c->paused_read && !c->closing && !backed_up(c) && !body_full(c) &&
       c->in.len <= c->srv->lim.max_header_bytes + TY_READ_BUFFER) {
     c->paused_read = 0;
+    restart_body_clock(c);
     ty_conn_resume_reading(c);
   }
 }
@@ -534,9 +543,7 @@ void ty_conn_body_taken(ty_conn *c) {
   if (!c->paused_read || c->closing || c->upgraded || body_full(c) ||
       backed_up(c) || c->in.len > c->srv->lim.max_header_bytes + TY_READ_BUFFER)
     return;
-  ty_req *r = c->req;
-  if (r && r->headers_done && !r->body_done)
-    c->deadline = uv_now(c->h.stream.loop) + c->srv->lim.body_timeout_ms;
+  restart_body_clock(c);
   c->paused_read = 0; /* no parsing here: a handler is running */
   ty_conn_resume_reading(c);
 }
