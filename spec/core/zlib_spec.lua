@@ -168,5 +168,22 @@ describe("tycho.zlib", function()
       "bad argument #2 to 'stream' (table expected, got number)")
     assert.has_error(function() zlib.stream("gzip"):update(nil) end,
       "bad argument #1 to 'update' (string expected, got nil)")
+    assert.has_error(function() zlib.stream("gzip", { level = 10 }) end,
+      "bad argument #2 to 'stream' (field 'level' must be -1 to 9)")
+    assert.has_error(function() zlib.stream("gzip", { level = "x" }) end,
+      "bad argument #2 to 'stream' (field 'level' must be -1 to 9)")
+    assert.has_error(function() zlib.stream("gunzip", { max_size = -1 }) end,
+      "bad argument #2 to 'stream' (field 'max_size' must be a non-negative integer)")
+  end)
+
+  it("an inflate stream tells zlib from raw by its first byte, not by an empty update", function()
+    for _, format in ipairs { "raw", "zlib" } do
+      local s = zlib.stream("inflate")
+      assert.are.equal("", s:update(""))
+      assert.are.equal("hello", s:update(zlib.deflate("hello", 1, format)) .. s:finish(), format)
+    end
+    local s = zlib.stream("inflate")
+    local _, _, code = s:finish()
+    assert.are.equal("Z_BUF_ERROR", code)
   end)
 end)

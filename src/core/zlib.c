@@ -173,6 +173,10 @@ static int pump_inflate(zs *s, const char *in, size_t n, luaL_Buffer *b,
 static int run(lua_State *L, zs *s, const char *in, size_t n, int finish,
                int sync) {
   luaL_argcheck(L, n <= UINT_MAX, 2, "chunk too large (over 4 GiB)");
+  if (!s->started && n == 0 && !finish && s->kind == K_INFLATE) {
+    lua_pushliteral(L, ""); /* zlib or raw is told by the first byte */
+    return 1;
+  }
   if (!s->started)
     zs_start(L, s, in, n);
   zfail f = {NULL, NULL};
@@ -256,6 +260,21 @@ static int l_inflate(lua_State *L) {
 /* ---------------------------------------------------------------------- */
 /* Streams                                                                */
 
+/* Integer field k of the options table (argument 2) within lo..hi, or
+ * def when absent; anything else raises naming argument 2 and k. */
+static lua_Integer opt_field(lua_State *L, const char *k, lua_Integer def,
+                             lua_Integer lo, lua_Integer hi, const char *why) {
+  int isint;
+  lua_getfield(L, 2, k);
+  lua_Integer v = lua_tointegerx(L, -1, &isint);
+  if (lua_isnil(L, -1))
+    v = def, isint = 1;
+  lua_pop(L, 1);
+  if (!isint || v < lo || v > hi)
+    luaL_argerror(L, 2, lua_pushfstring(L, "field '%s' %s", k, why));
+  return v;
+}
+
 /* stream(kind [, opts]) -> stream. kind: gzip, gunzip, deflate, inflate,
  * deflate-raw, inflate-raw; opts.level (compressing), opts.max_size
  * (decompressing). */
@@ -265,11 +284,10 @@ static int l_stream(lua_State *L) {
   size_t max = 0;
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
-    lua_getfield(L, 2, "level");
-    level = opt_level(L, lua_gettop(L));
-    lua_getfield(L, 2, "max_size");
-    max = opt_max(L, lua_gettop(L));
-    lua_pop(L, 2);
+    level = (int)opt_field(L, "level", Z_DEFAULT_COMPRESSION, -1, 9,
+                           "must be -1 to 9");
+    max = (size_t)opt_field(L, "max_size", 0, 0, LUA_MAXINTEGER,
+                            "must be a non-negative integer");
   }
   zs_push(L, kind, level, max);
   return 1;
