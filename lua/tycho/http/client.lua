@@ -400,14 +400,23 @@ local function decoder(res, method, max_size)
   if not kind then return nil end
   res.headers["content-encoding"], res.headers["content-length"] = nil, nil
   res.content_encoding = coding
-  return zlib.stream(kind, { max_size = max_size })
+  return { z = zlib.stream(kind, { max_size = max_size }), fed = false }
 end
 
 -- Runs a piece (or the end: nil) through the decoder: the output, or nil,
--- message, code.
+-- message, code. A body that brought no bytes at all is empty, not a
+-- truncated stream (as curl, Go and browsers read it).
 local function decode(dec, piece, max_size)
   local out, err, code
-  if piece then out, err, code = dec:update(piece) else out, err, code = dec:finish() end
+  if piece then
+    dec.fed = true
+    out, err, code = dec.z:update(piece)
+  elseif not dec.fed then
+    dec.z:close()
+    return ""
+  else
+    out, err, code = dec.z:finish()
+  end
   if out then return out end
   if code == "Z_TOO_LARGE" then
     return err3("ETOOLARGE", "response body larger than %d bytes (decompressed)", max_size)
@@ -445,7 +454,7 @@ function Response:read()
     if err then
       self._st = nil
       entry.conn:close()
-      if dec then dec:close() end
+      if dec then dec.z:close() end
       return nil, err, code
     end
   end
@@ -481,7 +490,7 @@ function Response:close()
   if not st then return end
   self._st = nil
   st.entry.conn:close()
-  if st.dec then st.dec:close() end
+  if st.dec then st.dec.z:close() end
 end
 
 Response.__close = Response.close
