@@ -186,6 +186,8 @@ def test_proxy_example_relays_gzip_untouched(srv):
 # The Tycho client against Python's http.server
 
 PAYLOAD = b"".join(b"payload %d, the same words again and again\n" % i for i in range(2000))
+BOMB_SIZE = 48 * 1024 * 1024
+BOMB = gzip.compress(b"\0" * BOMB_SIZE)  # about 47 KB on the wire
 
 
 class GzipHandler(http.server.BaseHTTPRequestHandler):
@@ -204,6 +206,8 @@ class GzipHandler(http.server.BaseHTTPRequestHandler):
             self.reply(b"\x1f\x8b\x08\x00" + b"\x00" * 40, "gzip")
         elif self.path == "/empty":  # nothing was encoded: an empty body
             self.reply(b"", "gzip")
+        elif self.path == "/bomb":
+            self.reply(BOMB, "gzip")
         elif self.path == "/chunked":
             self.send_response(200)
             self.send_header("Content-Encoding", "gzip")
@@ -261,6 +265,14 @@ r = assert(http.get(base .. "/empty"))
 print("empty", #r.body, r.content_encoding)
 r = assert(http.get(base .. "/empty", { stream = true }))
 print("empty streamed", r:read_all())
+-- A streamed bomb without max_body: read piece by piece, each piece stays
+-- small however well the wire bytes inflate.
+r = assert(http.get(base .. "/bomb", { stream = true }))
+local total, largest = 0, 0
+for piece in r:chunks() do
+  total, largest = total + #piece, math.max(largest, #piece)
+end
+print("bomb", total, largest)
 '''
 
 
@@ -285,6 +297,9 @@ def test_tycho_client_decodes_python_gzip(origin, tmp_path):
     # browsers), not a decoding error
     assert lines["empty"] == "0\tgzip"
     assert lines["empty streamed"] == ""
+    total, largest = map(int, lines["bomb"].split("\t"))
+    assert total == BOMB_SIZE
+    assert largest <= 8 * 1024 * 1024
     # asked for gzip by default; not with decompress = false
-    assert origin.seen.count("gzip, deflate") == 9
+    assert origin.seen.count("gzip, deflate") == 10
     assert origin.seen.count(None) == 1

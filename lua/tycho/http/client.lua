@@ -403,6 +403,11 @@ local function decoder(res, method, max_size)
   return { z = zlib.stream(kind, { max_size = max_size }), fed = false }
 end
 
+-- Compressed bytes a streamed response decodes at a time: deflate inflates
+-- at most about 1032 times, so a piece read stays under ~4 MiB whatever
+-- comes over the wire (a small bomb read with stream = true).
+local SLICE = 4096
+
 -- Runs a piece (or the end: nil) through the decoder: the output, or nil,
 -- message, code. A body that brought no bytes at all is empty, not a
 -- truncated stream (as curl, Go and browsers read it).
@@ -437,20 +442,31 @@ function Response:read()
   if not st then return nil end
   local entry, p, dec = st.entry, st.entry.parser, st.dec
   while true do
-    local piece, err, code = p:body(), nil, nil
-    if dec and piece ~= "" then piece, err, code = decode(dec, piece, st.max) end
+    local piece, err, code
+    if dec then
+      -- Compressed bytes go in a slice at a time; pending[pos..] waits.
+      if st.pos > #st.pending then st.pending, st.pos = p:body(), 1 end
+      local slice = st.pending:sub(st.pos, st.pos + SLICE - 1)
+      st.pos = st.pos + SLICE
+      if slice ~= "" then piece, err, code = decode(dec, slice, st.max) end
+    else
+      piece = p:body()
+    end
     if piece and piece ~= "" then return piece end
-    if not err and (p:done() or entry.got_eof) then
-      local last = ""
-      if dec then last, err, code = decode(dec, nil, st.max) end
-      if last then
-        self._st = nil
-        release(st.key, entry)
-        if last ~= "" then return last end
-        return nil
+    if not err and st.pos > #st.pending then
+      if p:done() or entry.got_eof then
+        local last = ""
+        if dec then last, err, code = decode(dec, nil, st.max) end
+        if last then
+          self._st = nil
+          release(st.key, entry)
+          if last ~= "" then return last end
+          return nil
+        end
+      else
+        _, err, code = step(entry, st.deadline)
       end
     end
-    if not err then _, err, code = step(entry, st.deadline) end
     if err then
       self._st = nil
       entry.conn:close()
@@ -661,7 +677,7 @@ function M.request(opts)
     elseif opts.stream then
       local dec = decode_body and decoder(res, method, opts.max_body)
       res._st = { entry = entry, key = key, deadline = deadline, max = opts.max_body,
-                  dec = dec or nil }
+                  dec = dec or nil, pending = "", pos = 1 }
       closer.conn = nil
       return setmetatable(res, Response)
     else
