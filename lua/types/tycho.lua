@@ -775,8 +775,8 @@ local tycho_http_client = {}
 ---Yields: yes. `opts`: `url`, `method`, `headers`, `body`, `timeout` (30),
 ---`connect_timeout` (10), `follow_redirects`, `stream`, `max_body` (of the
 ---decoded body), `decompress` (default: send `Accept-Encoding: gzip, deflate`
----and decode such answers, unless `headers` set an Accept-Encoding: then the
----body comes as sent; true: decode always; false: neither). `body` is
+---and decode such answers, unless `headers` set an Accept-Encoding or a
+---Range: then the body comes as sent; true: decode always; false: neither). `body` is
 ---a string, or streamed: a function returning the next piece (nil at the end;
 ---it may await) or an object with `:read()` (a file, a stream); sent chunked
 ---unless `headers` give a Content-Length. Fails: `nil, message, code`

@@ -629,7 +629,8 @@ end
 ---for up to 5, or a number), `stream` (return before the body; read it with
 ---res:read()), `max_body` (bytes, of the decoded body), `decompress`
 ---(default: ask for gzip and decode gzip/deflate answers unless the caller
----set its own Accept-Encoding; true: decode always; false: neither).
+---set its own Accept-Encoding or a Range; true: decode always; false:
+---neither).
 ---Returns `{status=, reason=, headers=, raw_headers=, body=, url=}`, or nil, message, code. Yields.
 ---@param opts table
 function M.request(opts)
@@ -639,8 +640,10 @@ function M.request(opts)
     or tonumber(opts.follow_redirects) or 0
   local url, body, headers = opts.url, opts.body, opts.headers or {}
   -- As Go's client does: our own Accept-Encoding, our own decoding; a
-  -- caller who asks for an encoding gets the bytes as sent (a proxy).
+  -- caller who asks for an encoding gets the bytes as sent (a proxy). A
+  -- Range request asks for none: a range of gzip bytes does not decode.
   local ask = opts.decompress ~= false and not has_header(headers, "accept-encoding")
+    and not has_header(headers, "range")
   local decode_body = opts.decompress == true or (opts.decompress == nil and ask)
   for hop = 0, max_redirects do
     local u, uerr, ucode = M.parse_url(url)
