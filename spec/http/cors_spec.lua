@@ -134,10 +134,15 @@ describe("tycho.http.cors", function()
       { { origins = "*", credentials = true }, "credentials = true needs a list of origins" },
       { "x", "bad argument #1 to 'cors' %(table expected, got string%)" },
       { { origins = 3 }, "function expected, got number at field 'origins'" },
-      { { origins = { "a", 2 } }, "string expected at item 2, got number at field 'origins'" },
+      { { origins = { "https://a.example", 2 } }, "string expected at item 2, got number at field 'origins'" },
       { { methods = 1 }, "string or table expected, got number at field 'methods'" },
       { { max_age = 1.5 }, "integer expected, got float at field 'max_age'" },
       { { credentials = "yes" }, "boolean expected, got string at field 'credentials'" },
+      -- origins a browser never sends: they could never match
+      { { origins = "https://a.example/" }, "'https://a.example/' is not an origin %(scheme://host%[:port%]" },
+      { { origins = { "https://a.example", "a.example" } }, "'a.example' at item 2 is not an origin" },
+      { { origins = { "https://A.example" } }, "'https://A.example' at item 1 is not an origin" },
+      { { origins = "https://a.example/app" }, "is not an origin" },
     }
     for _, c in ipairs(cases) do
       local ok, err = pcall(tycho.http.cors, c[1])
@@ -147,6 +152,19 @@ describe("tycho.http.cors", function()
     local ok, err = pcall(function() tycho.http.cors { credentials = true } end)
     assert.is_false(ok)
     assert.matches("cors_spec.lua:%d+: bad argument #1 to 'cors'", err)
+    for _, origins in ipairs { "a.example", { "a.example" } } do
+      ok, err = pcall(function() tycho.http.cors { origins = origins } end)
+      assert.is_false(ok)
+      assert.matches("cors_spec.lua:%d+: bad argument #1 to 'cors'", err)
+    end
+  end)
+
+  it("accepts origins with ports, IPv6 hosts and 'null'", function()
+    local app = app_with { origins = { "http://127.0.0.1:8080", "http://[::1]:3000", "null" } }
+    for _, o in ipairs { "http://127.0.0.1:8080", "http://[::1]:3000", "null" } do
+      local r = request(app, { path = "/items", headers = { Origin = o } })
+      assert.are.equal(o, r.headers["access-control-allow-origin"])
+    end
   end)
 
   it("works over a real socket with the HTTP client", function()

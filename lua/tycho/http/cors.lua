@@ -9,8 +9,10 @@ local M = {}
 
 local DEFAULT_METHODS = "GET, HEAD, PUT, PATCH, POST, DELETE"
 
-local function field_error(key, msg)
-  error(("bad argument #1 to 'cors' (%s at field '%s')"):format(msg, key), 4)
+-- Raises at the caller of M.new: `level` counts the helpers in between
+-- (default 4: field_error, a helper, M.new, its caller).
+local function field_error(key, msg, level)
+  error(("bad argument #1 to 'cors' (%s at field '%s')"):format(msg, key), level or 4)
 end
 
 -- A string, or a list of strings joined with ", "; nil stays nil.
@@ -26,6 +28,15 @@ local function list_option(opts, key)
   return table.concat(v, ", ")
 end
 
+-- An Origin header is "null" or scheme://host[:port], lower case, without
+-- a path or a trailing slash: anything else in the options never matches.
+local function check_origin(o, where)
+  if o ~= "null" and (o ~= o:lower() or not o:match("^%a[%w+.-]*://[^/?#@]+$")) then
+    field_error("origins", ("'%s'%s is not an origin (scheme://host[:port], lower case, "
+      .. "no path)"):format(o, where), 5)
+  end
+end
+
 -- The origin check: returns allow(origin) -> boolean and whether the answer
 -- depends on the origin (then responses carry Vary: Origin).
 local function origin_matcher(origins)
@@ -34,13 +45,17 @@ local function origin_matcher(origins)
   if t == "function" then
     return function(origin) return origins(origin) and true or false end, true
   end
-  if t == "string" then return function(origin) return origin == origins end, true end
+  if t == "string" then
+    check_origin(origins, "")
+    return function(origin) return origin == origins end, true
+  end
   if t ~= "table" then field_error("origins", "\"*\", string, table or function expected, got " .. t) end
   local set = {}
   for i, o in ipairs(origins) do
     if type(o) ~= "string" then
       field_error("origins", ("string expected at item %d, got %s"):format(i, type(o)))
     end
+    check_origin(o, (" at item %d"):format(i))
     set[o] = true
   end
   return function(origin) return set[origin] == true end, true
