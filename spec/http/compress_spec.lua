@@ -277,6 +277,24 @@ describe("compression options", function()
     net.rmdir(dir)
   end)
 
+  it("reads compression.types once, whatever an __index answers later", function()
+    -- An options table may compute its fields: the list checked and sized
+    -- must be the list copied (a longer second answer overflowed the copy).
+    local reads = 0
+    local opts = setmetatable({}, { __index = function(_, k)
+      if k ~= "types" then return nil end
+      reads = reads + 1
+      return reads == 1 and { "text/a" } or { "text/" .. ("b"):rep(200) }
+    end })
+    local url, server = serve(function(_, res)
+      res:header("Content-Type", "text/a"):send(BIG)
+    end, { compression = opts })
+    local r = fetch(url, "gzip")
+    assert.are.equal("gzip", r.headers["content-encoding"])
+    assert.are.equal(BIG, zlib.gunzip(r.body))
+    server:close(true)
+  end)
+
   it("raises for bad options, naming them", function()
     local h = function() return "" end
     assert.has_error(function() http.serve { port = 0, handler = h, compression = 5 } end,

@@ -79,10 +79,11 @@ static int opt_int(lua_State *L, int t, const char *k, int def, int lo,
 }
 
 /* Checks compression.types (a list of strings) and returns the bytes its
- * copy needs; 0 for the default list. [-0, +0, v] */
+ * copy needs; 0 for the default list. The list stays pushed (nil when
+ * absent) for copy_types: reading the field again could run an __index
+ * that answers with another list. [-0, +1, v] */
 static size_t types_size(lua_State *L, int t, size_t *ntypes) {
   if (lua_getfield(L, t, "types") == LUA_TNIL) {
-    lua_pop(L, 1);
     *ntypes = 0;
     return 0;
   }
@@ -103,30 +104,28 @@ static size_t types_size(lua_State *L, int t, size_t *ntypes) {
     size += len + 1;
     lua_pop(L, 1);
   }
-  lua_pop(L, 1);
   *ntypes = n;
   return size;
 }
 
-/* Copies the types list (or the default one) into g->types. */
-static void copy_types(lua_State *L, int t, ty_gzip_conf *g) {
+/* Copies the types list checked by types_size (at index list), or the
+ * default one, into g->types. Raw reads only: nothing runs in between. */
+static void copy_types(lua_State *L, int list, ty_gzip_conf *g) {
   char *o = g->types;
   if (g->ntypes == 0) {
     for (const char *const *d = default_types; *d; d++, g->ntypes++)
       o = stpcpy(o, *d) + 1;
     return;
   }
-  lua_getfield(L, t, "types");
   for (size_t i = 1; i <= g->ntypes; i++) {
-    lua_rawgeti(L, -1, (lua_Integer)i);
+    lua_rawgeti(L, list, (lua_Integer)i);
     o = stpcpy(o, lua_tostring(L, -1)) + 1;
     lua_pop(L, 1);
   }
-  lua_pop(L, 1);
 }
 
 ty_gzip_conf *ty_gzip_conf_read(lua_State *L, int opts) {
-  int level = DEFAULT_LEVEL, min = DEFAULT_MIN_LENGTH, t = 0;
+  int level = DEFAULT_LEVEL, min = DEFAULT_MIN_LENGTH, list = 0;
   size_t ntypes = 0, size = 0;
   int type = lua_getfield(L, opts, "compression");
   if (type == LUA_TNIL || (type == LUA_TBOOLEAN && !lua_toboolean(L, -1))) {
@@ -134,10 +133,11 @@ ty_gzip_conf *ty_gzip_conf_read(lua_State *L, int opts) {
     return NULL;
   }
   if (type == LUA_TTABLE) {
-    t = lua_gettop(L);
+    int t = lua_gettop(L);
     level = opt_int(L, t, "level", level, 1, 9);
     min = opt_int(L, t, "min_length", min, 0, INT_MAX);
     size = types_size(L, t, &ntypes);
+    list = lua_gettop(L);
   } else if (type != LUA_TBOOLEAN) {
     luaL_error(L,
                "bad option 'compression' to 'serve' (boolean or table "
@@ -153,8 +153,8 @@ ty_gzip_conf *ty_gzip_conf_read(lua_State *L, int opts) {
   g->level = level;
   g->min_length = (size_t)min;
   g->ntypes = ntypes;
-  copy_types(L, t, g); /* no Lua error past the malloc: checked above */
-  lua_pop(L, 1);
+  copy_types(L, list, g); /* no Lua error past the malloc: checked above */
+  lua_pop(L, list ? 2 : 1);
   return g;
 }
 
