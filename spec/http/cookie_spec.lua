@@ -174,6 +174,11 @@ describe("res:cookie", function()
       error_of(function(res)
         res:cookie("__Host-a", "1", { secure = true, path = "/", domain = "x.org" })
       end))
+    -- browsers match the prefixes in any case (RFC 6265bis)
+    assert.matches("__Secure%- cookie requires secure",
+      error_of(function(res) res:cookie("__secure-a", "1") end))
+    assert.matches("__Host%- cookie requires",
+      error_of(function(res) res:cookie("__HOST-a", "1", { secure = true, path = "/x" }) end))
     local lines = set_cookies(function(res)
       res:cookie("__Host-a", "1", { secure = true, path = "/" })
     end)

@@ -109,10 +109,12 @@ local function check_rules(name, opts, fname, n, level)
     bad(n, fname, "partitioned = true requires secure = true (browsers drop the cookie)",
       level + 1)
   end
-  if name:sub(1, 9) == "__Secure-" and not secure then
+  -- Browsers match the prefixes in any case (RFC 6265bis).
+  local lower = name:sub(1, 9):lower()
+  if lower == "__secure-" and not secure then
     bad(n, fname, "a __Secure- cookie requires secure = true", level + 1)
   end
-  if name:sub(1, 7) == "__Host-" and (not secure or opts.path ~= "/" or opts.domain) then
+  if lower:sub(1, 7) == "__host-" and (not secure or opts.path ~= "/" or opts.domain) then
     bad(n, fname, "a __Host- cookie requires secure = true, path = \"/\" and no domain",
       level + 1)
   end
