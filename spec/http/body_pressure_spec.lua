@@ -94,9 +94,9 @@ describe("request body back-pressure", function()
     local status, len = read_response(conn)
     assert.are.equal(200, status)
     assert.are.equal(#"first /a", len)
+    gate.wake = nil -- before the second request can park
     assert(conn:write(("b"):rep(size - HIGH_WATER - 1)))
     assert(conn:write("GET /b HTTP/1.1\r\nHost: t\r\n\r\n"))
-    gate.wake = nil
     support.wait_for(function() return gate.wake ~= nil end, "the second request")
     gate.wake()
     status, len = read_response(conn)
