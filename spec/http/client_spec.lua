@@ -372,6 +372,17 @@ describe("http client against raw peers", function()
     assert.is_nil(res)
     assert.are.equal("ETOOLARGE", code)
     assert.matches("larger than 1000 bytes", err)
+    -- a streamed body too: the pieces up to the limit, then the error
+    res = assert(http.get(stats.url .. "/big-body", { max_body = 1000, stream = true }))
+    local got = 0
+    repeat
+      local piece
+      piece, err, code = res:read()
+      got = got + (piece and #piece or 0)
+    until not piece
+    assert.are.equal("ETOOLARGE", code)
+    assert.matches("larger than 1000 bytes", err)
+    assert.is_true(got <= 1000)
     assert.are.equal(0, client.idle_count())
     srv:close()
   end)

@@ -452,7 +452,11 @@ function Response:read()
     else
       piece = p:body()
     end
-    if piece and piece ~= "" then return piece end
+    if piece and piece ~= "" then
+      st.size = st.size + #piece
+      if not (st.max and st.size > st.max) then return piece end
+      _, err, code = err3("ETOOLARGE", "response body larger than %d bytes", st.max)
+    end
     if not err and st.pos > #st.pending then
       if p:done() or entry.got_eof then
         local last = ""
@@ -680,7 +684,7 @@ function M.request(opts)
     elseif opts.stream then
       local dec = decode_body and decoder(res, method, opts.max_body)
       res._st = { entry = entry, key = key, deadline = deadline, max = opts.max_body,
-                  dec = dec or nil, pending = "", pos = 1 }
+                  dec = dec or nil, pending = "", pos = 1, size = 0 }
       closer.conn = nil
       return setmetatable(res, Response)
     else
