@@ -31,9 +31,16 @@ local function await_read_by_server(conn, server_port)
   end, "the server to read the body sent so far")
 end
 
--- A server whose handler parks until woken (gate.wake()), then runs after(req).
+-- A server whose handler parks until gate.open() (which waits for it to
+-- park first), then runs after(req).
 local function gated_server(opts, after)
   local gate = {}
+  function gate.open()
+    support.wait_for(function() return gate.wake ~= nil end, "the handler to park")
+    local wake = gate.wake
+    gate.wake = nil
+    wake()
+  end
   opts.port = 0
   opts.handler = function(req)
     local co, tok = core.token()
@@ -71,7 +78,7 @@ describe("request body back-pressure", function()
     assert(conn:write("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1048576\r\n\r\n"))
     assert(conn:write(("b"):rep(HIGH_WATER + 1)))
     await_read_by_server(conn, srv.port)
-    gate.wake()
+    gate.open()
     local status, len = read_response(conn)
     assert.are.equal(200, status)
     assert.are.equal(ANSWER, len)
@@ -90,15 +97,13 @@ describe("request body back-pressure", function()
     assert(conn:write(("POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n"):format(size)))
     assert(conn:write(("b"):rep(HIGH_WATER + 1)))
     await_read_by_server(conn, srv.port)
-    gate.wake()
+    gate.open()
     local status, len = read_response(conn)
     assert.are.equal(200, status)
     assert.are.equal(#"first /a", len)
-    gate.wake = nil -- before the second request can park
     assert(conn:write(("b"):rep(size - HIGH_WATER - 1)))
     assert(conn:write("GET /b HTTP/1.1\r\nHost: t\r\n\r\n"))
-    support.wait_for(function() return gate.wake ~= nil end, "the second request")
-    gate.wake()
+    gate.open()
     status, len = read_response(conn)
     assert.are.equal(200, status)
     assert.are.equal(#"first /b", len)
@@ -118,7 +123,7 @@ describe("request body back-pressure", function()
     assert(conn:write(("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n"):format(size)))
     assert(conn:write(("b"):rep(HIGH_WATER + 1)))
     await_read_by_server(conn, srv.port)
-    gate.wake()
+    gate.open()
     assert(conn:write(("b"):rep(size - HIGH_WATER - 1)))
     local status, len = read_response(conn)
     assert.are.equal(200, status)
