@@ -61,8 +61,8 @@ local function check_pmd(n, fname, v, default)
   if v == nil then v = default end
   if v == false then return nil end
   if v == true then v = {} end
-  local function bad(msg)
-    error(("bad argument #%d to '%s' (permessage_deflate%s)"):format(n, fname, msg), 4)
+  local function bad(msg) -- check_opts raises it again at the caller's line
+    error(("bad argument #%d to '%s' (permessage_deflate%s)"):format(n, fname, msg), 0)
   end
   if type(v) ~= "table" then bad(" must be a boolean or a table") end
   for k in pairs(v) do
@@ -273,14 +273,16 @@ local function check_opts(n, fname, opts)
   local function number(k)
     local v = opts[k]
     if v ~= nil and (type(v) ~= "number" or v < 0) then
-      error(("bad argument #%d to '%s' (%s must be a non-negative number)"):format(n, fname, k), 3)
+      error(("bad argument #%d to '%s' (%s must be a non-negative number)"):format(n, fname, k), 4)
     end
   end
   number("max_message")
   number("ping_interval")
   number("idle_timeout")
   number("timeout")
-  return opts, check_pmd(n, fname, opts.permessage_deflate, fname == "connect")
+  local ok, pmd = pcall(check_pmd, n, fname, opts.permessage_deflate, fname == "connect")
+  if not ok then error(pmd, 3) end
+  return opts, pmd
 end
 
 -- Why the request is not a valid opening handshake: status, message.

@@ -35,7 +35,10 @@ local function start(pmd, max_message)
   end, { permessage_deflate = pmd, max_message = max_message })
   app:get("/misuse", function(req)
     local case = req.query.case
-    local ok, err = pcall(req.websocket, req, { permessage_deflate = BAD[case] })
+    local ok, err = pcall(function()
+      local ws = req:websocket { permessage_deflate = BAD[case] }
+      return ws
+    end)
     log.misuse[case] = not ok and err or "no error"
     return "checked"
   end)
@@ -171,12 +174,22 @@ describe("permessage-deflate option", function()
     assert.matches("permessage_deflate.level must be an integer 0..9", err)
     _, err = pcall(tycho.ws.connect, "ws://127.0.0.1:1/", { permessage_deflate = { window = 9 } })
     assert.matches("unknown option 'window'", err)
+    -- the errors point at the caller's line, not into ws.lua
+    for _, opts in ipairs { { permessage_deflate = 3 }, { permessage_deflate = { level = 10 } },
+                            { max_message = -1 } } do
+      _, err = pcall(function()
+        local ws = tycho.ws.connect("ws://127.0.0.1:1/", opts)
+        return ws
+      end)
+      assert.matches("^spec/ws/deflate_spec.lua:%d+: bad argument #2 to 'connect'", err)
+    end
     local srv, base, log = start(true)
     local port = base:match("%d+$")
     for case in pairs(BAD) do
       local body = http.get(("http://127.0.0.1:%s/misuse?case=%s"):format(port, case))
       assert.truthy(body)
-      assert.matches("bad argument #1 to 'websocket' %(permessage_deflate", log.misuse[case])
+      assert.matches("^spec/ws/deflate_spec.lua:%d+: bad argument #1 to 'websocket' %(permessage_deflate",
+        log.misuse[case])
     end
     stop(srv)
   end)
