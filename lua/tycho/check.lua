@@ -22,7 +22,8 @@ end
 ---Like arg, but nil is accepted.
 function M.opt(n, fname, value, expected, level)
   if value == nil then return nil end
-  return M.arg(n, fname, value, expected, (level or 2) + 1)
+  local v = M.arg(n, fname, value, expected, (level or 2) + 1) -- not a tail call: keeps our frame
+  return v
 end
 
 return M

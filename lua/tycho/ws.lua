@@ -267,9 +267,9 @@ local function pmd_response(header, cfg)
 end
 
 local function check_opts(n, fname, opts)
-  check.opt(n, fname, opts, "table", 2)
+  check.opt(n, fname, opts, "table", 3)
   opts = opts or {}
-  check.opt(n, fname, opts.protocols, "table", 2)
+  check.opt(n, fname, opts.protocols, "table", 3)
   local function number(k)
     local v = opts[k]
     if v ~= nil and (type(v) ~= "number" or v < 0) then
