@@ -12,6 +12,7 @@ describe("http handler contract", function()
         method = req.method, path = req.path, raw = req.raw_path, url = req.url,
         q = req.query, ua = req.headers["x-thing"], h = req:header("X-THING"),
         multi = req.headers["x-multi"], version = req.http_version,
+        absent = select("#", req:header("x-absent")), absent_text = tostring(req:header("x-absent")),
       }
       return "ok"
     end, {
@@ -26,6 +27,8 @@ describe("http handler contract", function()
     assert.are.same({ x = { "1", "2" }, y = "hello world", z = "" }, seen.q)
     assert.are.equal("v", seen.ua)
     assert.are.equal("v", seen.h)
+    assert.are.equal(1, seen.absent) -- a missing header is one nil, not no value
+    assert.are.equal("nil", seen.absent_text)
     assert.are.equal("1.1", seen.version)
   end)
 

@@ -261,8 +261,9 @@ static int req_header(lua_State *L) {
     found += found ? 2 : 1;
   }
   if (!found)
-    return 0;
-  lua_concat(L, found);
+    lua_pushnil(L); /* one value either way: tostring(req:header(x)) works */
+  else
+    lua_concat(L, found);
   return 1;
 }
 
