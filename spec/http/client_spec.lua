@@ -106,6 +106,22 @@ describe("http client against Tycho's server", function()
     srv:close()
   end)
 
+  it("http.get uses the client module that require returns now", function()
+    -- busted resets package.loaded between spec files; tycho.http lives on.
+    local srv = assert(http.serve{ port = 0, handler = function() return "x" end })
+    local saved = package.loaded["tycho.http.client"]
+    package.loaded["tycho.http.client"] = nil
+    local fresh = require "tycho.http.client"
+    local ok, err = pcall(function()
+      assert(http.get("http://127.0.0.1:" .. srv.port .. "/"))
+      assert.are.equal(1, fresh.stats.connections)
+      fresh.close_idle()
+    end)
+    package.loaded["tycho.http.client"] = saved
+    srv:close()
+    assert(ok, err)
+  end)
+
   it("returns 404s and other statuses as responses, not errors", function()
     local srv = assert(http.serve{ port = 0, handler = function() return 404, {}, "nope" end })
     local res = assert(http.get("http://127.0.0.1:" .. srv.port .. "/missing"))

@@ -118,14 +118,12 @@ end
 M.url_decode = core.url_decode
 M.query_parse = core.query_parse
 
--- The client lives in its own module, loaded on first use.
+-- The client lives in its own module, loaded on first use. Not cached
+-- here: whoever requires "tycho.http.client" (a spec after busted reset
+-- package.loaded, say) then shares its pool and stats with http.get.
 setmetatable(M, {
-  __index = function(t, k)
-    if k == "request" or k == "get" then
-      local client = require "tycho.http.client"
-      t.request, t.get = client.request, client.get
-      return rawget(t, k)
-    end
+  __index = function(_, k)
+    if k == "request" or k == "get" then return require("tycho.http.client")[k] end
     if k == "metrics" then return require("tycho.http.metrics").handler end
     if k == "live" or k == "ready" then return require("tycho.http.health")[k] end
   end,
